@@ -1,0 +1,32 @@
+# The two commands of the README. Everything else is a helper of these.
+SHELL := /bin/bash
+CARGO ?= cargo
+BERTH_ROOT ?= /var/lib/berth
+
+# Debian packages the test suite drives as real peers and fixtures.
+TEST_PACKAGES := busybox-static skopeo umoci docker-registry podman runc etcd-server etcd-client \
+	libseccomp-dev pkg-config protobuf-compiler containernetworking-plugins iproute2
+RUN_PACKAGES := libseccomp-dev pkg-config protobuf-compiler
+
+.PHONY: run test deps-run deps-test build lint unit bench
+
+run: deps-run
+	$(CARGO) build --release --bin berth
+	./target/release/berth --root $(BERTH_ROOT) daemon
+
+test: deps-test lint
+	./scripts/test.sh
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+deps-run:
+	@./scripts/apt-ensure.sh $(RUN_PACKAGES)
+
+deps-test:
+	@./scripts/apt-ensure.sh $(TEST_PACKAGES)
+
+bench: deps-test
+	$(CARGO) build --release --bin berth
+	./bench/run.sh

@@ -1,0 +1,3 @@
+//! One module per subcommand: each parses its arguments into calls on a library crate.
+
+pub mod image;

@@ -1,0 +1,14 @@
+//! Validated newtypes used at every boundary of berth.
+//!
+//! Inputs from users, archives and registries are parsed into these types at the edge
+//! ("parse, don't validate"), so code further in can trust them: a [`Digest`] is always a
+//! well-formed `sha256:<64 lowercase hex>`, an [`ImageRef`] always follows the
+//! docker/OCI reference grammar and is normalized the way docker normalizes it.
+//!
+//! Not here yet: container ids and names (issue #3), node names (issue #7).
+
+mod digest;
+mod image_ref;
+
+pub use digest::{Digest, DigestError, Sha256Writer};
+pub use image_ref::{ImageRef, ImageRefError};

@@ -1,0 +1,396 @@
+//! `berth image import` and `import-rootfs`: archives and root filesystems into the store.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+
+use berth_types::{Digest, ImageRef, Sha256Writer};
+use oci_spec::image::ImageConfiguration;
+use serde_json::json;
+
+use crate::archive::{self, BlobPlan, ImagePlan};
+use crate::blob::Expected;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Scratch};
+use crate::index::{ImageRecord, LayerRecord};
+use crate::layers;
+use crate::media::{self, MAX_METADATA_BYTES};
+use crate::progress::{Counting, Progress};
+use crate::source::{DirSource, Source, TarSource};
+use crate::store::Store;
+use crate::unpack::Policy;
+
+/// Options of [`Store::import`].
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Name for the imported image, replacing any names the archive carries. Only valid for
+    /// an archive with one image.
+    pub name: Option<ImageRef>,
+    pub policy: Policy,
+}
+
+/// Options of [`Store::import_rootfs`].
+#[derive(Debug, Clone)]
+pub struct RootfsOptions {
+    pub name: ImageRef,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    /// `KEY=VALUE` pairs; `PATH` gets a default when not given.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub policy: Policy,
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Store {
+    /// Imports every image of the archive at `path`: an OCI image layout or a `docker save`
+    /// export, as a directory or a tar. Every blob is verified against its digest and size
+    /// and every layer against its diff_id before the image is recorded.
+    pub fn import(&self, path: &Path, options: &ImportOptions, progress: &dyn Progress) -> Result<Vec<ImageRecord>> {
+        let _shared = self.lock_shared()?;
+        let meta = fs::metadata(path).map_err(Error::io("reading", path))?;
+        let mut source: Box<dyn Source> = if meta.is_dir() {
+            Box::new(DirSource::new(path))
+        } else {
+            Box::new(TarSource::open(path)?)
+        };
+        let mut plans = if source.read_small("oci-layout", MAX_METADATA_BYTES)?.is_some() {
+            archive::oci_plans(source.as_mut())?
+        } else if source.read_small("manifest.json", MAX_METADATA_BYTES)?.is_some() {
+            archive::docker_plans(source.as_mut())?
+        } else {
+            return Err(Error::UnknownFormat {
+                path: path.to_path_buf(),
+            });
+        };
+        match (plans.len(), &options.name) {
+            (0, _) => return Err(Error::EmptyArchive),
+            (1, Some(name)) => plans[0].names = vec![name.clone()],
+            (count, Some(_)) => return Err(Error::AmbiguousName { count }),
+            (_, None) => {}
+        }
+        let scratch = Scratch::new(&self.layout().tmp_dir())?;
+        let mut records = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let record = self.import_plan(source.as_mut(), plan, options.policy, scratch.path(), progress)?;
+            self.index().put(record.clone())?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn import_plan(
+        &self,
+        source: &mut dyn Source,
+        plan: ImagePlan,
+        policy: Policy,
+        scratch: &Path,
+        progress: &dyn Progress,
+    ) -> Result<ImageRecord> {
+        let (config_digest, config_size) = self.copy_blob(source, &plan.config, scratch, "config", progress)?;
+        let config_bytes = self.blobs().read_small(&config_digest, "config", MAX_METADATA_BYTES)?;
+        let config: ImageConfiguration =
+            archive::parse_json("image config", &config_digest.to_string(), &config_bytes)?;
+        let diff_ids = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| d.parse::<Digest>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if diff_ids.len() != plan.layers.len() {
+            return Err(Error::LayerCountMismatch {
+                config: config_digest,
+                diff_ids: diff_ids.len(),
+                layers: plan.layers.len(),
+            });
+        }
+        let mut blobs = Vec::with_capacity(plan.layers.len());
+        for layer in &plan.layers {
+            let (digest, size) = self.copy_blob(source, layer, scratch, "layer", progress)?;
+            let media_type = match plan.manifest {
+                Some(_) => layer.media_type.clone(),
+                None => sniff_layer_type(&self.blobs().open(&digest)?),
+            };
+            blobs.push((digest, size, media_type));
+        }
+        let manifest = match plan.manifest {
+            Some(bytes) => {
+                let (digest, _) = self.blobs().ingest_new(&bytes[..], scratch)?;
+                digest
+            }
+            None => {
+                let layers: Vec<_> = blobs
+                    .iter()
+                    .map(|(digest, size, media_type)| (digest.clone(), *size, media_type.clone()))
+                    .collect();
+                self.write_manifest(&config_digest, config_size, &layers, scratch)?
+            }
+        };
+        let layer_records = self.unpack_all(&blobs, &diff_ids, policy, progress)?;
+        Ok(record(config_digest, manifest, plan.names, layer_records, &config))
+    }
+
+    /// Copies one blob of the archive into the store, verified when the archive names its
+    /// digest. Returns its digest and size.
+    fn copy_blob(
+        &self,
+        source: &mut dyn Source,
+        plan: &BlobPlan,
+        scratch: &Path,
+        what: &'static str,
+        progress: &dyn Progress,
+    ) -> Result<(Digest, u64)> {
+        if let Some(digest) = &plan.digest {
+            if self.blobs().contains(digest) && plan.size.is_some() {
+                progress.finished(digest, "already exists");
+                return Ok((digest.clone(), plan.size.unwrap_or_default()));
+            }
+        }
+        let Some((reader, size)) = source.open(&plan.name)? else {
+            return Err(match &plan.digest {
+                Some(digest) => Error::MissingBlob {
+                    digest: digest.clone(),
+                    what,
+                },
+                None => Error::MissingFile {
+                    name: plan.name.clone(),
+                    what,
+                },
+            });
+        };
+        match &plan.digest {
+            Some(digest) => {
+                progress.started(digest, "copying", Some(size));
+                let counted = Counting {
+                    inner: reader,
+                    blob: digest,
+                    progress,
+                };
+                let expected = Expected {
+                    digest,
+                    size: Some(plan.size.unwrap_or(size)),
+                };
+                let size = self.blobs().ingest(counted, expected, scratch)?;
+                progress.finished(digest, "copied");
+                Ok((digest.clone(), size))
+            }
+            None => self.blobs().ingest_new(reader, scratch),
+        }
+    }
+
+    fn write_manifest(
+        &self,
+        config: &Digest,
+        config_size: u64,
+        layers: &[(Digest, u64, String)],
+        scratch: &Path,
+    ) -> Result<Digest> {
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": { "mediaType": media::OCI_CONFIG, "digest": config.to_string(), "size": config_size },
+            "layers": layers.iter().map(|(digest, size, media_type)| json!({
+                "mediaType": media_type, "digest": digest.to_string(), "size": size,
+            })).collect::<Vec<_>>(),
+        });
+        let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
+            what: "manifest",
+            name: config.to_string(),
+            source,
+        })?;
+        Ok(self.blobs().ingest_new(&bytes[..], scratch)?.0)
+    }
+
+    /// Unpacks layers bottom to top, each checked against its diff_id.
+    pub(crate) fn unpack_all(
+        &self,
+        blobs: &[(Digest, u64, String)],
+        diff_ids: &[Digest],
+        policy: Policy,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(LayerRecord, u64)>> {
+        let mut parent: Option<Digest> = None;
+        let mut records = Vec::with_capacity(blobs.len());
+        for ((blob, size, media_type), diff_id) in blobs.iter().zip(diff_ids) {
+            let unpacked = layers::ensure_unpacked(self.layout(), blob, Some(diff_id), parent.as_ref(), policy, progress)?;
+            parent = Some(unpacked.chain_id.clone());
+            records.push((
+                LayerRecord {
+                    blob: blob.clone(),
+                    media_type: media_type.clone(),
+                    size: *size,
+                    diff_id: unpacked.diff_id,
+                    chain_id: unpacked.chain_id,
+                },
+                unpacked.bytes,
+            ));
+        }
+        Ok(records)
+    }
+
+    /// Makes a one-layer image of a root filesystem (a directory, or a tar that may be gzip or
+    /// zstd compressed), like `docker import`.
+    pub fn import_rootfs(&self, path: &Path, options: &RootfsOptions, progress: &dyn Progress) -> Result<ImageRecord> {
+        let _shared = self.lock_shared()?;
+        let scratch = Scratch::new(&self.layout().tmp_dir())?;
+        let meta = fs::metadata(path).map_err(Error::io("reading", path))?;
+        let (blob, size) = if meta.is_dir() {
+            self.tar_directory(path, scratch.path())?
+        } else {
+            let file = File::open(path).map_err(Error::io("opening", path))?;
+            self.blobs().ingest_new(file, scratch.path())?
+        };
+        let media_type = sniff_layer_type(&self.blobs().open(&blob)?);
+        let unpacked = layers::ensure_unpacked(self.layout(), &blob, None, None, options.policy, progress)?;
+        let mut env = options.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_owned());
+        }
+        let now = now_rfc3339();
+        let mut container_config = json!({ "Env": env });
+        if !options.cmd.is_empty() {
+            container_config["Cmd"] = json!(options.cmd);
+        }
+        if !options.entrypoint.is_empty() {
+            container_config["Entrypoint"] = json!(options.entrypoint);
+        }
+        if let Some(workdir) = &options.workdir {
+            container_config["WorkingDir"] = json!(workdir);
+        }
+        let config = json!({
+            "created": now,
+            "architecture": archive::PLATFORM_ARCH,
+            "os": archive::PLATFORM_OS,
+            "config": container_config,
+            "rootfs": { "type": "layers", "diff_ids": [unpacked.diff_id.to_string()] },
+            "history": [{ "created": now, "created_by": "berth image import-rootfs" }],
+        });
+        let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Json {
+            what: "image config",
+            name: path.display().to_string(),
+            source,
+        })?;
+        let parsed: ImageConfiguration = archive::parse_json("image config", "import-rootfs", &config_bytes)?;
+        let (config_digest, config_size) = self.blobs().ingest_new(&config_bytes[..], scratch.path())?;
+        let layer = (blob.clone(), size, media_type.clone());
+        let manifest = self.write_manifest(&config_digest, config_size, std::slice::from_ref(&layer), scratch.path())?;
+        let layer_record = LayerRecord {
+            blob,
+            media_type,
+            size,
+            diff_id: unpacked.diff_id,
+            chain_id: unpacked.chain_id,
+        };
+        let record = record(
+            config_digest,
+            manifest,
+            vec![options.name.clone()],
+            vec![(layer_record, unpacked.bytes)],
+            &parsed,
+        );
+        self.index().put(record.clone())?;
+        Ok(record)
+    }
+
+    /// Writes a directory tree as an uncompressed tar blob, without following symlinks.
+    fn tar_directory(&self, dir: &Path, scratch: &Path) -> Result<(Digest, u64)> {
+        let tmp = scratch.join(format!("rootfs-{}.tar", fsutil::random_suffix()));
+        let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+        let mut builder = tar::Builder::new(Sha256Writer::new(BufWriter::with_capacity(256 * 1024, file)));
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", dir)
+            .map_err(|source| Error::InvalidRootfs(format!("reading {}: {source}", dir.display())))?;
+        let writer = builder.into_inner().map_err(Error::io("writing", &tmp))?;
+        let size = writer.written();
+        let (digest, mut buffered) = writer.finish();
+        buffered.flush().map_err(Error::io("writing", &tmp))?;
+        let file = buffered.into_inner().map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
+        file.sync_all().map_err(Error::io("syncing", &tmp))?;
+        self.blobs().publish(&tmp, &digest)?;
+        Ok((digest, size))
+    }
+}
+
+/// The OCI layer media type matching a blob's compression (by its magic bytes).
+fn sniff_layer_type(mut file: &File) -> String {
+    let mut head = [0u8; 4];
+    let n = file.read(&mut head).unwrap_or(0);
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) {
+        "application/vnd.oci.image.layer.v1.tar+gzip".to_owned()
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "application/vnd.oci.image.layer.v1.tar+zstd".to_owned()
+    } else {
+        media::OCI_LAYER_TAR.to_owned()
+    }
+}
+
+fn record(
+    id: Digest,
+    manifest: Digest,
+    names: Vec<ImageRef>,
+    layers: Vec<(LayerRecord, u64)>,
+    config: &ImageConfiguration,
+) -> ImageRecord {
+    let unpacked_size = layers.iter().map(|(_, bytes)| bytes).sum();
+    ImageRecord {
+        id,
+        manifest,
+        names,
+        layers: layers.into_iter().map(|(layer, _)| layer).collect(),
+        created: config.created().clone(),
+        stored_at: now_rfc3339(),
+        unpacked_size,
+        os: config.os().to_string(),
+        architecture: config.architecture().to_string(),
+    }
+}
+
+/// The current time as RFC 3339 UTC with second precision.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Formats seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), by Howard Hinnant's civil calendar algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_914_245), "2026-11-29T01:04:05Z");
+    }
+}

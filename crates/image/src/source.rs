@@ -51,6 +51,26 @@ pub fn clean_name(name: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
+/// Resolves a symlink target relative to the directory `dir` holding the link, lexically;
+/// `None` if it climbs out of the archive.
+fn resolve_relative(dir: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.split('/').filter(|p| !p.is_empty()).collect()
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
 /// An unpacked archive: a directory on disk.
 #[derive(Debug)]
 pub struct DirSource {
@@ -146,11 +166,11 @@ impl TarSource {
                         let target = target.to_string_lossy().into_owned();
                         let resolved = if header.entry_type() == tar::EntryType::Symlink {
                             let dir = name.rsplit_once('/').map_or("", |(dir, _)| dir);
-                            format!("{dir}/{target}")
+                            resolve_relative(dir, &target)
                         } else {
-                            target
+                            clean_name(&target)
                         };
-                        if let Some(resolved) = clean_name(&resolved) {
+                        if let Some(resolved) = resolved {
                             items.insert(name, TarItem::Link(resolved));
                         }
                     }
@@ -206,6 +226,8 @@ mod tests {
         assert_eq!(clean_name("/index.json").as_deref(), Some("index.json"));
         assert_eq!(clean_name("a/../b"), None);
         assert_eq!(clean_name("./"), None);
+        assert_eq!(resolve_relative("b", "../a/layer.tar").as_deref(), Some("a/layer.tar"));
+        assert_eq!(resolve_relative("b", "../../x"), None);
     }
 
     #[test]

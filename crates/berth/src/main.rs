@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth", version, about, propagate_version = true)]
 struct Cli {
     /// Directory holding berth's persistent state (images, containers, store data).
-    #[arg(long, global = true, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
     root: PathBuf,
 
     /// Log filter, as RUST_LOG (e.g. `info`, `berth_image=debug`).
@@ -38,6 +43,7 @@ pub struct Globals {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
@@ -50,8 +56,35 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("berth: error: {err:#}");
+            eprintln!("berth: error: {}", render(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text an outer message
+/// already includes (library errors often show their source in their own message).
+fn render(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Rust ignores SIGPIPE, which turns `berth image ls | head` into a "Broken pipe" error.
+/// Restore the default so berth ends quietly like other Unix tools.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -85,7 +85,8 @@ fn resolve(source: &mut dyn Source, descriptor: &Descriptor, depth: usize) -> Re
             resolve(source, chosen, depth + 1)
         }
         Kind::Manifest => {
-            let manifest: ImageManifest = parse_json("image manifest", &digest.to_string(), &bytes)?;
+            let manifest: ImageManifest =
+                parse_json("image manifest", &digest.to_string(), &bytes)?;
             manifest_plan(&manifest, bytes)
         }
     }
@@ -230,7 +231,12 @@ pub fn descriptor_digest(descriptor: &Descriptor) -> Result<Digest> {
 }
 
 /// Reads a metadata blob from the archive and checks it against its descriptor.
-fn read_verified(source: &mut dyn Source, digest: &Digest, size: u64, what: &'static str) -> Result<Vec<u8>> {
+fn read_verified(
+    source: &mut dyn Source,
+    digest: &Digest,
+    size: u64,
+    what: &'static str,
+) -> Result<Vec<u8>> {
     if size > MAX_METADATA_BYTES {
         return Err(Error::TooLarge {
             digest: digest.clone(),
@@ -256,7 +262,11 @@ fn read_verified(source: &mut dyn Source, digest: &Digest, size: u64, what: &'st
     Ok(bytes)
 }
 
-pub fn parse_json<T: serde::de::DeserializeOwned>(what: &'static str, name: &str, bytes: &[u8]) -> Result<T> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|source| Error::Json {
         what,
         name: name.to_owned(),

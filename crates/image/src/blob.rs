@@ -60,10 +60,10 @@ impl Blobs {
     /// Copies `reader` into the store, checking it against `expected`. Returns the size.
     /// Nothing appears under the digest unless the content matches.
     pub fn ingest(&self, reader: impl Read, expected: Expected<'_>, scratch: &Path) -> Result<u64> {
-        if let Some(size) = self.existing_size(expected.digest) {
-            if expected.size.is_none_or(|want| want == size) {
-                return Ok(size);
-            }
+        if let Some(size) = self.existing_size(expected.digest)
+            && expected.size.is_none_or(|want| want == size)
+        {
+            return Ok(size);
         }
         let (digest, size, tmp) = self.write_to_scratch(reader, expected.size, scratch)?;
         let verified = check(expected, &digest, size);
@@ -129,14 +129,14 @@ impl Blobs {
 
 /// Checks content against what its descriptor promised.
 pub fn check(expected: Expected<'_>, actual: &Digest, size: u64) -> Result<()> {
-    if let Some(want) = expected.size {
-        if want != size {
-            return Err(Error::SizeMismatch {
-                digest: expected.digest.clone(),
-                expected: want,
-                actual: size,
-            });
-        }
+    if let Some(want) = expected.size
+        && want != size
+    {
+        return Err(Error::SizeMismatch {
+            digest: expected.digest.clone(),
+            expected: want,
+            actual: size,
+        });
     }
     if actual != expected.digest {
         return Err(Error::DigestMismatch {

@@ -29,7 +29,9 @@ pub enum Error {
     Reference(#[from] ImageRefError),
     #[error("{0}")]
     Digest(#[from] DigestError),
-    #[error("{path} is not an image archive: expected an OCI image layout (oci-layout + index.json) or a docker save archive (manifest.json)")]
+    #[error(
+        "{path} is not an image archive: expected an OCI image layout (oci-layout + index.json) or a docker save archive (manifest.json)"
+    )]
     UnknownFormat { path: PathBuf },
     #[error("{what} {name}: invalid JSON: {source}")]
     Json {
@@ -70,13 +72,17 @@ pub enum Error {
     EmptyArchive,
     #[error("the archive holds {count} images; --name can only name one")]
     AmbiguousName { count: usize },
-    #[error("image config {config} lists {diff_ids} layer diff_ids but the manifest has {layers} layers")]
+    #[error(
+        "image config {config} lists {diff_ids} layer diff_ids but the manifest has {layers} layers"
+    )]
     LayerCountMismatch {
         config: Digest,
         diff_ids: usize,
         layers: usize,
     },
-    #[error("layer {layer} unpacks to content {actual}, but the image config says its diff_id is {expected}")]
+    #[error(
+        "layer {layer} unpacks to content {actual}, but the image config says its diff_id is {expected}"
+    )]
     DiffIdMismatch {
         layer: Digest,
         expected: Digest,
@@ -100,17 +106,18 @@ pub enum Error {
     ImageNotFound(String),
     #[error("image reference {reference} is ambiguous: it matches {count} images")]
     AmbiguousImage { reference: String, count: usize },
-    #[error("unable to remove image {image}: it is used by container(s) {containers} (stop and remove them, or use --force)")]
+    #[error(
+        "unable to remove image {image}: it is used by container(s) {containers} (stop and remove them, or use --force)"
+    )]
     ImageInUse { image: String, containers: String },
-    #[error("invalid snapshot id {0:?}: use 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit")]
+    #[error(
+        "invalid snapshot id {0:?}: use 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit"
+    )]
     InvalidSnapshotId(String),
     #[error("a rootfs for container {0} already exists")]
     SnapshotExists(String),
     #[error("{context}: {source}")]
-    Mount {
-        context: String,
-        source: nix::Error,
-    },
+    Mount { context: String, source: nix::Error },
     #[error("{0}")]
     InvalidRootfs(String),
     #[error("registry: {0}")]
@@ -118,7 +125,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {
             context,

@@ -101,13 +101,12 @@ impl Scratch {
         let path = tmp_dir.join(random_suffix());
         fs::create_dir(&path).map_err(Error::io("creating scratch directory", &path))?;
         let dir = File::open(&path).map_err(Error::io("opening scratch directory", &path))?;
-        let lock = Flock::lock(dir, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-            Error::Io {
+        let lock =
+            Flock::lock(dir, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| Error::Io {
                 context: "locking scratch directory",
                 path: path.clone(),
                 source: errno.into(),
-            }
-        })?;
+            })?;
         Ok(Self { path, _lock: lock })
     }
 

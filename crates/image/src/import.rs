@@ -47,7 +47,12 @@ impl Store {
     /// Imports every image of the archive at `path`: an OCI image layout or a `docker save`
     /// export, as a directory or a tar. Every blob is verified against its digest and size
     /// and every layer against its diff_id before the image is recorded.
-    pub fn import(&self, path: &Path, options: &ImportOptions, progress: &dyn Progress) -> Result<Vec<ImageRecord>> {
+    pub fn import(
+        &self,
+        path: &Path,
+        options: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<ImageRecord>> {
         let _shared = self.lock_shared()?;
         let meta = fs::metadata(path).map_err(Error::io("reading", path))?;
         let mut source: Box<dyn Source> = if meta.is_dir() {
@@ -55,9 +60,15 @@ impl Store {
         } else {
             Box::new(TarSource::open(path)?)
         };
-        let mut plans = if source.read_small("oci-layout", MAX_METADATA_BYTES)?.is_some() {
+        let mut plans = if source
+            .read_small("oci-layout", MAX_METADATA_BYTES)?
+            .is_some()
+        {
             archive::oci_plans(source.as_mut())?
-        } else if source.read_small("manifest.json", MAX_METADATA_BYTES)?.is_some() {
+        } else if source
+            .read_small("manifest.json", MAX_METADATA_BYTES)?
+            .is_some()
+        {
             archive::docker_plans(source.as_mut())?
         } else {
             return Err(Error::UnknownFormat {
@@ -73,7 +84,13 @@ impl Store {
         let scratch = Scratch::new(&self.layout().tmp_dir())?;
         let mut records = Vec::with_capacity(plans.len());
         for plan in plans {
-            let record = self.import_plan(source.as_mut(), plan, options.policy, scratch.path(), progress)?;
+            let record = self.import_plan(
+                source.as_mut(),
+                plan,
+                options.policy,
+                scratch.path(),
+                progress,
+            )?;
             self.index().put(record.clone())?;
             records.push(record);
         }
@@ -88,8 +105,11 @@ impl Store {
         scratch: &Path,
         progress: &dyn Progress,
     ) -> Result<ImageRecord> {
-        let (config_digest, config_size) = self.copy_blob(source, &plan.config, scratch, "config", progress)?;
-        let config_bytes = self.blobs().read_small(&config_digest, "config", MAX_METADATA_BYTES)?;
+        let (config_digest, config_size) =
+            self.copy_blob(source, &plan.config, scratch, "config", progress)?;
+        let config_bytes = self
+            .blobs()
+            .read_small(&config_digest, "config", MAX_METADATA_BYTES)?;
         let config: ImageConfiguration =
             archive::parse_json("image config", &config_digest.to_string(), &config_bytes)?;
         let diff_ids = config
@@ -128,7 +148,13 @@ impl Store {
             }
         };
         let layer_records = self.unpack_all(&blobs, &diff_ids, policy, progress)?;
-        Ok(record(config_digest, manifest, plan.names, layer_records, &config))
+        Ok(record(
+            config_digest,
+            manifest,
+            plan.names,
+            layer_records,
+            &config,
+        ))
     }
 
     /// Copies one blob of the archive into the store, verified when the archive names its
@@ -141,11 +167,11 @@ impl Store {
         what: &'static str,
         progress: &dyn Progress,
     ) -> Result<(Digest, u64)> {
-        if let Some(digest) = &plan.digest {
-            if self.blobs().contains(digest) && plan.size.is_some() {
-                progress.finished(digest, "already exists");
-                return Ok((digest.clone(), plan.size.unwrap_or_default()));
-            }
+        if let (Some(digest), Some(size)) = (&plan.digest, plan.size)
+            && self.blobs().contains(digest)
+        {
+            progress.finished(digest, "already exists");
+            return Ok((digest.clone(), size));
         }
         let Some((reader, size)) = source.open(&plan.name)? else {
             return Err(match &plan.digest {
@@ -213,7 +239,14 @@ impl Store {
         let mut parent: Option<Digest> = None;
         let mut records = Vec::with_capacity(blobs.len());
         for ((blob, size, media_type), diff_id) in blobs.iter().zip(diff_ids) {
-            let unpacked = layers::ensure_unpacked(self.layout(), blob, Some(diff_id), parent.as_ref(), policy, progress)?;
+            let unpacked = layers::ensure_unpacked(
+                self.layout(),
+                blob,
+                Some(diff_id),
+                parent.as_ref(),
+                policy,
+                progress,
+            )?;
             parent = Some(unpacked.chain_id.clone());
             records.push((
                 LayerRecord {
@@ -231,7 +264,12 @@ impl Store {
 
     /// Makes a one-layer image of a root filesystem (a directory, or a tar that may be gzip or
     /// zstd compressed), like `docker import`.
-    pub fn import_rootfs(&self, path: &Path, options: &RootfsOptions, progress: &dyn Progress) -> Result<ImageRecord> {
+    pub fn import_rootfs(
+        &self,
+        path: &Path,
+        options: &RootfsOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImageRecord> {
         let _shared = self.lock_shared()?;
         let scratch = Scratch::new(&self.layout().tmp_dir())?;
         let meta = fs::metadata(path).map_err(Error::io("reading", path))?;
@@ -242,7 +280,8 @@ impl Store {
             self.blobs().ingest_new(file, scratch.path())?
         };
         let media_type = sniff_layer_type(&self.blobs().open(&blob)?);
-        let unpacked = layers::ensure_unpacked(self.layout(), &blob, None, None, options.policy, progress)?;
+        let unpacked =
+            layers::ensure_unpacked(self.layout(), &blob, None, None, options.policy, progress)?;
         let mut env = options.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(0, DEFAULT_PATH.to_owned());
@@ -271,10 +310,17 @@ impl Store {
             name: path.display().to_string(),
             source,
         })?;
-        let parsed: ImageConfiguration = archive::parse_json("image config", "import-rootfs", &config_bytes)?;
-        let (config_digest, config_size) = self.blobs().ingest_new(&config_bytes[..], scratch.path())?;
+        let parsed: ImageConfiguration =
+            archive::parse_json("image config", "import-rootfs", &config_bytes)?;
+        let (config_digest, config_size) =
+            self.blobs().ingest_new(&config_bytes[..], scratch.path())?;
         let layer = (blob.clone(), size, media_type.clone());
-        let manifest = self.write_manifest(&config_digest, config_size, std::slice::from_ref(&layer), scratch.path())?;
+        let manifest = self.write_manifest(
+            &config_digest,
+            config_size,
+            std::slice::from_ref(&layer),
+            scratch.path(),
+        )?;
         let layer_record = LayerRecord {
             blob,
             media_type,
@@ -297,16 +343,21 @@ impl Store {
     fn tar_directory(&self, dir: &Path, scratch: &Path) -> Result<(Digest, u64)> {
         let tmp = scratch.join(format!("rootfs-{}.tar", fsutil::random_suffix()));
         let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
-        let mut builder = tar::Builder::new(Sha256Writer::new(BufWriter::with_capacity(256 * 1024, file)));
+        let mut builder = tar::Builder::new(Sha256Writer::new(BufWriter::with_capacity(
+            256 * 1024,
+            file,
+        )));
         builder.follow_symlinks(false);
-        builder
-            .append_dir_all(".", dir)
-            .map_err(|source| Error::InvalidRootfs(format!("reading {}: {source}", dir.display())))?;
+        builder.append_dir_all(".", dir).map_err(|source| {
+            Error::InvalidRootfs(format!("reading {}: {source}", dir.display()))
+        })?;
         let writer = builder.into_inner().map_err(Error::io("writing", &tmp))?;
         let size = writer.written();
         let (digest, mut buffered) = writer.finish();
         buffered.flush().map_err(Error::io("writing", &tmp))?;
-        let file = buffered.into_inner().map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
         file.sync_all().map_err(Error::io("syncing", &tmp))?;
         self.blobs().publish(&tmp, &digest)?;
         Ok((digest, size))

@@ -96,27 +96,29 @@ pub fn ensure_unpacked(
             source,
         }
     };
-    let (compression, decompressed) = media::decompress(counted).map_err(stream_err("compressed"))?;
+    let (compression, decompressed) =
+        media::decompress(counted).map_err(stream_err("compressed"))?;
     let mut hashing = HashingReader::new(decompressed);
-    let stats = unpack::unpack(&mut hashing, &fs_path, &lowers, blob, policy).map_err(|err| match err {
-        Error::BadLayerStream { layer, source, .. } => Error::BadLayerStream {
-            layer,
-            format: compression.name(),
-            source,
-        },
-        other => other,
-    })?;
+    let stats =
+        unpack::unpack(&mut hashing, &fs_path, &lowers, blob, policy).map_err(|err| match err {
+            Error::BadLayerStream { layer, source, .. } => Error::BadLayerStream {
+                layer,
+                format: compression.name(),
+                source,
+            },
+            other => other,
+        })?;
     // The tar reader stops at the end-of-archive marker; the diff_id covers every byte.
     io::copy(&mut hashing, &mut io::sink()).map_err(stream_err(compression.name()))?;
     let diff_id = hashing.digest();
-    if let Some(expected) = expected {
-        if *expected != diff_id {
-            return Err(Error::DiffIdMismatch {
-                layer: blob.clone(),
-                expected: expected.clone(),
-                actual: diff_id,
-            });
-        }
+    if let Some(expected) = expected
+        && *expected != diff_id
+    {
+        return Err(Error::DiffIdMismatch {
+            layer: blob.clone(),
+            expected: expected.clone(),
+            actual: diff_id,
+        });
     }
     let chain = chain_id(parent, &diff_id);
     let meta = LayerMeta {
@@ -136,7 +138,8 @@ pub fn ensure_unpacked(
     // One syncfs instead of an fsync per file: the layer's files reach the disk before the
     // rename that makes the layer visible.
     let dir = fs::File::open(scratch.path()).map_err(Error::io("opening", scratch.path()))?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)).map_err(|e| Error::io("syncing", scratch.path())(e.into()))?;
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
+        .map_err(|e| Error::io("syncing", scratch.path())(e.into()))?;
     let dest = layout.layer(&chain);
     match fs::rename(scratch.path(), &dest) {
         Ok(()) => fsutil::sync_parent(&dest)?,
@@ -158,7 +161,11 @@ pub fn ensure_unpacked(
 pub fn read_meta(layout: &Layout, chain: &Digest) -> Result<Option<LayerMeta>> {
     let path = layout.layer(chain).join("layer.json");
     match fs::read(&path) {
-        Ok(bytes) => Ok(Some(crate::archive::parse_json("layer metadata", &chain.to_string(), &bytes)?)),
+        Ok(bytes) => Ok(Some(crate::archive::parse_json(
+            "layer metadata",
+            &chain.to_string(),
+            &bytes,
+        )?)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(Error::io("reading", &path)(err)),
     }
@@ -169,9 +176,8 @@ pub fn lower_dirs(layout: &Layout, parent: Option<&Digest>) -> Result<Vec<PathBu
     let mut dirs = Vec::new();
     let mut next = parent.cloned();
     while let Some(chain) = next {
-        let meta = read_meta(layout, &chain)?.ok_or_else(|| Error::InvalidRootfs(format!(
-            "parent layer {chain} is not unpacked"
-        )))?;
+        let meta = read_meta(layout, &chain)?
+            .ok_or_else(|| Error::InvalidRootfs(format!("parent layer {chain} is not unpacked")))?;
         dirs.push(fs_dir(layout, &chain));
         next = meta.parent;
     }

@@ -107,8 +107,4 @@ impl Layout {
     pub fn ingest_dir(&self) -> PathBuf {
         self.root.join("ingest")
     }
-
-    pub fn ingest(&self, digest: &Digest) -> PathBuf {
-        self.ingest_dir().join(digest.hex())
-    }
 }

@@ -75,7 +75,10 @@ impl Rootfs {
 
 /// overlayfs splits its options on `,` and lower dirs on `:`; escape both.
 fn escape(path: &Path) -> String {
-    path.display().to_string().replace(',', "\\,").replace(':', "\\:")
+    path.display()
+        .to_string()
+        .replace(',', "\\,")
+        .replace(':', "\\:")
 }
 
 /// Snapshot ids become directory names: keep them to a safe alphabet.
@@ -83,8 +86,14 @@ fn check_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id.as_bytes()[0].is_ascii_alphanumeric()
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok { Ok(()) } else { Err(Error::InvalidSnapshotId(id.to_owned())) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSnapshotId(id.to_owned()))
+    }
 }
 
 impl Store {
@@ -163,12 +172,18 @@ impl Store {
 
 /// (snapshot id, image id) of every snapshot.
 pub(crate) fn users(layout: &Layout) -> Result<Vec<(String, Digest)>> {
-    Ok(all(layout)?.into_iter().map(|(id, meta)| (id, meta.image)).collect())
+    Ok(all(layout)?
+        .into_iter()
+        .map(|(id, meta)| (id, meta.image))
+        .collect())
 }
 
 /// Every layer some snapshot stacks.
 pub(crate) fn layers_in_use(layout: &Layout) -> Result<Vec<Digest>> {
-    Ok(all(layout)?.into_iter().flat_map(|(_, meta)| meta.layers).collect())
+    Ok(all(layout)?
+        .into_iter()
+        .flat_map(|(_, meta)| meta.layers)
+        .collect())
 }
 
 fn all(layout: &Layout) -> Result<Vec<(String, SnapshotMeta)>> {
@@ -181,7 +196,8 @@ fn all(layout: &Layout) -> Result<Vec<(String, SnapshotMeta)>> {
             // Being prepared right now (or a crash mid-prepare): nothing to protect yet.
             continue;
         };
-        let meta: SnapshotMeta = crate::archive::parse_json("snapshot metadata", &path.display().to_string(), &bytes)?;
+        let meta: SnapshotMeta =
+            crate::archive::parse_json("snapshot metadata", &path.display().to_string(), &bytes)?;
         out.push((entry.file_name().to_string_lossy().into_owned(), meta));
     }
     Ok(out)

@@ -26,7 +26,9 @@ pub trait Source {
         if size > limit {
             return Err(Error::BadArchive {
                 path,
-                source: io::Error::other(format!("{name} is {size} bytes, over the {limit}-byte limit")),
+                source: io::Error::other(format!(
+                    "{name} is {size} bytes, over the {limit}-byte limit"
+                )),
             });
         }
         let mut bytes = Vec::with_capacity(size as usize);
@@ -49,6 +51,47 @@ pub fn clean_name(name: &str) -> Option<String> {
         }
     }
     (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Checks that `file` starts with a tar header (by its checksum), so that a file of another
+/// kind gets a plain answer instead of a parse error about its content.
+fn check_tar_header(mut file: &File) -> io::Result<()> {
+    const BLOCK: usize = 512;
+    let mut header = [0u8; BLOCK];
+    let mut filled = 0;
+    while filled < BLOCK {
+        match file.read(&mut header[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let not_tar = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidData, why.to_owned()));
+    if filled < BLOCK {
+        return not_tar("not a tar archive: shorter than one tar header");
+    }
+    if header.starts_with(&[0x1f, 0x8b]) {
+        return not_tar("this is a gzip file; decompress it first (gunzip) and import the tar");
+    }
+    let stored = std::str::from_utf8(&header[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u32::from_str_radix(s, 8).ok());
+    let computed: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    if stored != Some(computed) {
+        return not_tar("not a tar archive: the first block is not a valid tar header");
+    }
+    Ok(())
 }
 
 /// Resolves a symlink target relative to the directory `dir` holding the link, lexically;
@@ -115,7 +158,10 @@ impl Source for DirSource {
 /// Where a file's bytes are inside a tar.
 #[derive(Debug, Clone)]
 enum TarItem {
-    File { offset: u64, size: u64 },
+    File {
+        offset: u64,
+        size: u64,
+    },
     /// `docker save` links duplicate layers to the first copy.
     Link(String),
 }
@@ -139,14 +185,28 @@ impl TarSource {
             source,
         };
         let file = File::open(path).map_err(Error::io("opening", path))?;
-        let file_len = file.metadata().map_err(Error::io("inspecting", path))?.len();
+        let file_len = file
+            .metadata()
+            .map_err(Error::io("inspecting", path))?
+            .len();
+        check_tar_header(&file).map_err(bad)?;
         let mut items = HashMap::new();
         {
             let mut archive = tar::Archive::new(&file);
-            for entry in archive.entries_with_seek().map_err(bad)? {
-                let entry = entry.map_err(bad)?;
+            let corrupt = |n: usize| {
+                move |_| {
+                    bad(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("corrupt or truncated tar archive: entry {n} cannot be read"),
+                    ))
+                }
+            };
+            for (n, entry) in archive.entries_with_seek().map_err(bad)?.enumerate() {
+                let entry = entry.map_err(corrupt(n + 1))?;
                 let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-                let Some(name) = clean_name(&name) else { continue };
+                let Some(name) = clean_name(&name) else {
+                    continue;
+                };
                 let header = entry.header();
                 match header.entry_type() {
                     tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -155,7 +215,9 @@ impl TarSource {
                         if offset.saturating_add(size) > file_len {
                             return Err(bad(io::Error::new(
                                 io::ErrorKind::UnexpectedEof,
-                                format!("the archive is truncated: {name} ends past the end of the file"),
+                                format!(
+                                    "the archive is truncated: {name} ends past the end of the file"
+                                ),
                             )));
                         }
                         items.insert(name, TarItem::File { offset, size });
@@ -179,7 +241,9 @@ impl TarSource {
             }
         }
         if items.is_empty() {
-            return Err(bad(io::Error::other("no files in the archive (is it a tar?)")));
+            return Err(bad(io::Error::other(
+                "no files in the archive (is it a tar?)",
+            )));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -222,11 +286,17 @@ mod tests {
 
     #[test]
     fn names_are_cleaned_and_escapes_refused() {
-        assert_eq!(clean_name("./blobs/sha256/ab").as_deref(), Some("blobs/sha256/ab"));
+        assert_eq!(
+            clean_name("./blobs/sha256/ab").as_deref(),
+            Some("blobs/sha256/ab")
+        );
         assert_eq!(clean_name("/index.json").as_deref(), Some("index.json"));
         assert_eq!(clean_name("a/../b"), None);
         assert_eq!(clean_name("./"), None);
-        assert_eq!(resolve_relative("b", "../a/layer.tar").as_deref(), Some("a/layer.tar"));
+        assert_eq!(
+            resolve_relative("b", "../a/layer.tar").as_deref(),
+            Some("a/layer.tar")
+        );
         assert_eq!(resolve_relative("b", "../../x"), None);
     }
 
@@ -239,18 +309,28 @@ mod tests {
         header.set_size(5);
         header.set_mode(0o644);
         header.set_cksum();
-        builder.append_data(&mut header, "./one/layer.tar", &b"hello"[..]).unwrap();
+        builder
+            .append_data(&mut header, "./one/layer.tar", &b"hello"[..])
+            .unwrap();
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
         link.set_size(0);
-        builder.append_link(&mut link, "two/layer.tar", "../one/layer.tar").unwrap();
+        builder
+            .append_link(&mut link, "two/layer.tar", "../one/layer.tar")
+            .unwrap();
         builder.finish().unwrap();
         drop(builder);
 
         let mut source = TarSource::open(&tar_path).unwrap();
-        assert_eq!(source.read_small("two/layer.tar", 100).unwrap().unwrap(), b"hello");
+        assert_eq!(
+            source.read_small("two/layer.tar", 100).unwrap().unwrap(),
+            b"hello"
+        );
         assert!(source.read_small("missing", 100).unwrap().is_none());
-        assert!(matches!(source.read_small("one/layer.tar", 2), Err(Error::BadArchive { .. })));
+        assert!(matches!(
+            source.read_small("one/layer.tar", 2),
+            Err(Error::BadArchive { .. })
+        ));
     }
 
     #[test]
@@ -258,6 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
         std::fs::write(&path, vec![0x42; 4096]).unwrap();
-        assert!(matches!(TarSource::open(&path), Err(Error::BadArchive { .. })));
+        assert!(matches!(
+            TarSource::open(&path),
+            Err(Error::BadArchive { .. })
+        ));
     }
 }

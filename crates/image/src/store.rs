@@ -56,7 +56,10 @@ impl Store {
         if let Some(_exclusive) = fsutil::try_lock_exclusive(&store.layout.lock_file())? {
             let removed = fsutil::clean_scratch(&store.layout.tmp_dir())?;
             if removed > 0 {
-                tracing::info!(removed, "removed scratch space left by interrupted operations");
+                tracing::info!(
+                    removed,
+                    "removed scratch space left by interrupted operations"
+                );
             }
         }
         Ok(store)
@@ -97,13 +100,16 @@ impl Store {
 
     /// The image's OCI config.
     pub fn config(&self, image: &ImageRecord) -> Result<ImageConfiguration> {
-        let bytes = self.blobs.read_small(&image.id, "config", MAX_METADATA_BYTES)?;
+        let bytes = self
+            .blobs
+            .read_small(&image.id, "config", MAX_METADATA_BYTES)?;
         crate::archive::parse_json("image config", &image.id.to_string(), &bytes)
     }
 
     /// The image's manifest, as stored.
     pub fn manifest_bytes(&self, image: &ImageRecord) -> Result<Vec<u8>> {
-        self.blobs.read_small(&image.manifest, "manifest", MAX_METADATA_BYTES)
+        self.blobs
+            .read_small(&image.manifest, "manifest", MAX_METADATA_BYTES)
     }
 
     /// Removes a name, or by id the whole image, like `docker rmi`. An image is deleted once
@@ -159,7 +165,10 @@ impl Store {
     /// blob and unpacked layer nothing refers to, and abandoned partial downloads.
     pub fn prune(&self, all: bool) -> Result<PruneReport> {
         let _exclusive = fsutil::lock(&self.layout.lock_file(), true)?;
-        let used: HashSet<Digest> = snapshot::users(&self.layout)?.into_iter().map(|(_, id)| id).collect();
+        let used: HashSet<Digest> = snapshot::users(&self.layout)?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         let images = self.index.update(|images| {
             let (gone, kept): (Vec<_>, Vec<_>) = images
                 .drain(..)
@@ -205,7 +214,8 @@ impl Store {
         }
         for entry in read_dir(&self.layout.ingest_dir())? {
             report.bytes += entry.metadata().map_or(0, |m| m.len());
-            fs::remove_file(entry.path()).map_err(Error::io("removing partial download", entry.path()))?;
+            fs::remove_file(entry.path())
+                .map_err(Error::io("removing partial download", entry.path()))?;
         }
         Ok(report)
     }
@@ -218,15 +228,21 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
 }
 
 fn find<'a>(images: &'a [ImageRecord], reference: &str) -> Result<&'a ImageRecord> {
-    if let Ok(name) = reference.parse::<ImageRef>() {
-        if let Some(image) = images.iter().find(|i| i.names.contains(&name)) {
-            return Ok(image);
-        }
+    if let Ok(name) = reference.parse::<ImageRef>()
+        && let Some(image) = images.iter().find(|i| i.names.contains(&name))
+    {
+        return Ok(image);
     }
     let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-    let is_hex = hex.len() >= MIN_ID_PREFIX && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let is_hex = hex.len() >= MIN_ID_PREFIX
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if is_hex {
-        let matches: Vec<&ImageRecord> = images.iter().filter(|i| i.id.hex().starts_with(hex)).collect();
+        let matches: Vec<&ImageRecord> = images
+            .iter()
+            .filter(|i| i.id.hex().starts_with(hex))
+            .collect();
         match matches.len() {
             0 => {}
             1 => return Ok(matches[0]),

@@ -123,7 +123,10 @@ impl Unpacker<'_> {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -174,7 +177,9 @@ impl Unpacker<'_> {
             match part {
                 b"" | b"." => {}
                 b".." => {
-                    return Err(self.hostile(raw, format!("{what} with '..' is not allowed in a layer")));
+                    return Err(
+                        self.hostile(raw, format!("{what} with '..' is not allowed in a layer"))
+                    );
                 }
                 part => clean.push(OsStr::from_bytes(part)),
             }
@@ -201,11 +206,17 @@ impl Unpacker<'_> {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(self.hostile(
                         raw,
-                        format!("parent {} is a symlink in this layer; refusing to write through it", prefix.display()),
+                        format!(
+                            "parent {} is a symlink in this layer; refusing to write through it",
+                            prefix.display()
+                        ),
                     ));
                 }
                 Ok(_) => {
-                    return Err(self.hostile(raw, format!("parent {} is not a directory", prefix.display())));
+                    return Err(self.hostile(
+                        raw,
+                        format!("parent {} is not a directory", prefix.display()),
+                    ));
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     if self.merged_lower(&prefix) == Merged::Symlink {
@@ -243,7 +254,9 @@ impl Unpacker<'_> {
             let mut next = Vec::new();
             for layer in &stack {
                 let path = layer.join(&sub);
-                let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
                 let file_type = meta.file_type();
                 if meta.is_dir() {
                     next.push(layer.clone());
@@ -296,7 +309,13 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn file<R: Read>(&mut self, raw: &Path, path: &Path, data: &mut R, meta: &EntryMeta) -> Result<()> {
+    fn file<R: Read>(
+        &mut self,
+        raw: &Path,
+        path: &Path,
+        data: &mut R,
+        meta: &EntryMeta,
+    ) -> Result<()> {
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -360,7 +379,13 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn symlink<R: Read>(&mut self, raw: &Path, rel: &Path, entry: &tar::Entry<'_, R>, meta: &EntryMeta) -> Result<()> {
+    fn symlink<R: Read>(
+        &mut self,
+        raw: &Path,
+        rel: &Path,
+        entry: &tar::Entry<'_, R>,
+        meta: &EntryMeta,
+    ) -> Result<()> {
         let target = entry
             .link_name()
             .map_err(|e| self.bad_stream(e))?
@@ -372,18 +397,27 @@ impl Unpacker<'_> {
         if escapes(rel, &target) {
             return Err(self.hostile(
                 raw,
-                format!("symlink target {} points outside the layer", target.display()),
+                format!(
+                    "symlink target {} points outside the layer",
+                    target.display()
+                ),
             ));
         }
         let path = self.dest.join(rel);
         self.remove_existing(raw, &path)?;
-        std::os::unix::fs::symlink(&target, &path).map_err(|e| self.io_err(raw, "creating symlink", e))?;
+        std::os::unix::fs::symlink(&target, &path)
+            .map_err(|e| self.io_err(raw, "creating symlink", e))?;
         std::os::unix::fs::lchown(&path, Some(meta.uid), Some(meta.gid))
             .map_err(|e| self.io_err(raw, "setting owner", e))?;
         set_times_nofollow(&path, meta.mtime).map_err(|e| self.io_err(raw, "setting mtime", e))
     }
 
-    fn hardlink<R: Read>(&mut self, raw: &Path, path: &Path, entry: &tar::Entry<'_, R>) -> Result<()> {
+    fn hardlink<R: Read>(
+        &mut self,
+        raw: &Path,
+        path: &Path,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<()> {
         let target_raw = entry
             .link_name()
             .map_err(|e| self.bad_stream(e))?
@@ -399,7 +433,10 @@ impl Unpacker<'_> {
             if !is_dir {
                 return Err(self.hostile(
                     raw,
-                    format!("hardlink target {} is not an earlier entry of this layer", target_raw.display()),
+                    format!(
+                        "hardlink target {} is not an earlier entry of this layer",
+                        target_raw.display()
+                    ),
                 ));
             }
         }
@@ -412,7 +449,10 @@ impl Unpacker<'_> {
             Err(_) => {
                 return Err(self.hostile(
                     raw,
-                    format!("hardlink target {} is not an earlier entry of this layer", target_raw.display()),
+                    format!(
+                        "hardlink target {} is not an earlier entry of this layer",
+                        target_raw.display()
+                    ),
                 ));
             }
         }
@@ -443,13 +483,22 @@ impl Unpacker<'_> {
                 let header = entry.header();
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let flag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                let flag = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
                 (flag, makedev(major.into(), minor.into()))
             }
         };
         self.remove_existing(raw, path)?;
-        mknod(path, flag, Mode::from_bits_truncate(meta.mode & 0o7777), dev)
-            .map_err(|e| self.io_err(raw, "creating special file", e))?;
+        mknod(
+            path,
+            flag,
+            Mode::from_bits_truncate(meta.mode & 0o7777),
+            dev,
+        )
+        .map_err(|e| self.io_err(raw, "creating special file", e))?;
         std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))
             .map_err(|e| self.io_err(raw, "setting owner", e))
     }
@@ -474,7 +523,9 @@ impl Unpacker<'_> {
             let allowed = name.starts_with("user.") || name == "security.capability";
             if !allowed {
                 if name.starts_with("trusted.") {
-                    return Err(self.hostile(raw, format!("xattr {name} is not allowed in a layer")));
+                    return Err(
+                        self.hostile(raw, format!("xattr {name} is not allowed in a layer"))
+                    );
                 }
                 tracing::debug!(entry = %raw.display(), xattr = %name, "skipping xattr");
                 continue;
@@ -514,7 +565,11 @@ impl EntryMeta {
             for ext in pax {
                 let ext = ext?;
                 let Ok(key) = ext.key() else { continue };
-                let number = || ext.value().ok().and_then(|v| v.split('.').next()?.parse::<u64>().ok());
+                let number = || {
+                    ext.value()
+                        .ok()
+                        .and_then(|v| v.split('.').next()?.parse::<u64>().ok())
+                };
                 match key {
                     "uid" => uid = number().unwrap_or(uid),
                     "gid" => gid = number().unwrap_or(gid),
@@ -527,7 +582,9 @@ impl EntryMeta {
                 }
             }
         }
-        let to_id = |v: u64| u32::try_from(v).map_err(|_| io::Error::other(format!("uid/gid {v} out of range")));
+        let to_id = |v: u64| {
+            u32::try_from(v).map_err(|_| io::Error::other(format!("uid/gid {v} out of range")))
+        };
         Ok(Self {
             uid: to_id(uid)?,
             gid: to_id(gid)?,
@@ -571,7 +628,9 @@ fn is_opaque(dir: &Path) -> bool {
 }
 
 fn set_times_nofollow(path: &Path, mtime: SystemTime) -> io::Result<()> {
-    let since = mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since = mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let ts = TimeSpec::from_duration(since);
     nix::sys::stat::utimensat(
         None,
@@ -597,7 +656,11 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
             0,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
@@ -606,11 +669,15 @@ pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = [0u8; 64];
     // SAFETY: valid NUL-terminated strings; `buf` is writable for `buf.len()` bytes.
     let n = unsafe {
-        libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     usize::try_from(n).ok().map(|n| buf[..n].to_vec())
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -141,7 +141,10 @@ impl<W> Sha256Writer<W> {
 
     /// The digest of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, W) {
-        (Digest::from_sha256(self.hasher.finalize().into()), self.inner)
+        (
+            Digest::from_sha256(self.hasher.finalize().into()),
+            self.inner,
+        )
     }
 }
 
@@ -183,14 +186,26 @@ mod tests {
         let upper = format!("sha256:{}", "A".repeat(64));
         let short = format!("sha256:{}", "a".repeat(63));
         let other = format!("sha512:{}", "a".repeat(128));
-        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadHex(_))));
-        assert!(matches!(short.parse::<Digest>(), Err(DigestError::BadHex(_))));
+        assert!(matches!(
+            upper.parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
+        assert!(matches!(
+            short.parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
         assert!(matches!(
             other.parse::<Digest>(),
             Err(DigestError::UnsupportedAlgorithm { .. })
         ));
-        assert!(matches!("nope".parse::<Digest>(), Err(DigestError::Malformed(_))));
-        assert!(matches!("../x:y".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!(
+            "nope".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            "../x:y".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
     }
 
     #[test]

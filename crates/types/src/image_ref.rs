@@ -137,12 +137,12 @@ impl FromStr for ImageRef {
             Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
             None => (rest, None),
         };
-        if let Some(tag) = tag {
-            if !valid_tag(tag) {
-                return Err(invalid(
-                    "a tag is at most 128 characters of [A-Za-z0-9_.-], not starting with . or -",
-                ));
-            }
+        if let Some(tag) = tag
+            && !valid_tag(tag)
+        {
+            return Err(invalid(
+                "a tag is at most 128 characters of [A-Za-z0-9_.-], not starting with . or -",
+            ));
         }
         if name.len() > MAX_NAME_LEN {
             return Err(invalid("repository name is longer than 255 characters"));
@@ -200,10 +200,10 @@ fn valid_registry(registry: &str) -> bool {
         }
         _ => (registry, None),
     };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(port) = port
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
@@ -213,7 +213,9 @@ fn valid_registry(registry: &str) -> bool {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -280,7 +282,10 @@ mod tests {
 
     #[test]
     fn short_names_normalize_like_docker() {
-        assert_eq!(parse("busybox").to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            parse("busybox").to_string(),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(parse("busybox").familiar(), "busybox:latest");
         assert_eq!(parse("me/app:1.0").to_string(), "docker.io/me/app:1.0");
         assert_eq!(parse("me/app:1.0").familiar(), "me/app:1.0");
@@ -293,7 +298,10 @@ mod tests {
         assert_eq!(r.path(), "team/app");
         assert_eq!(r.tag(), Some("v2"));
         assert_eq!(parse("localhost/app").registry(), "localhost");
-        assert_eq!(parse("localhost:5000/app").familiar(), "localhost:5000/app:latest");
+        assert_eq!(
+            parse("localhost:5000/app").familiar(),
+            "localhost:5000/app:latest"
+        );
         assert_eq!(parse("[::1]:5000/app").registry(), "[::1]:5000");
     }
 
@@ -323,7 +331,10 @@ mod tests {
             "a/b..c",
             "ex ample.com/a",
         ] {
-            assert!(bad.parse::<ImageRef>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<ImageRef>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         let long_tag = format!("a:{}", "t".repeat(129));
         assert!(long_tag.parse::<ImageRef>().is_err());
@@ -337,14 +348,20 @@ mod tests {
             parse(good);
         }
         for bad in ["a___b", "a.-b", "a_.b"] {
-            assert!(bad.parse::<ImageRef>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<ImageRef>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
     #[test]
     fn with_tag_keeps_the_repository() {
         assert_eq!(
-            parse("127.0.0.1:5000/app:1").with_tag("2").unwrap().to_string(),
+            parse("127.0.0.1:5000/app:1")
+                .with_tag("2")
+                .unwrap()
+                .to_string(),
             "127.0.0.1:5000/app:2"
         );
     }

@@ -1,3 +1,5 @@
 //! One module per subcommand: each parses its arguments into calls on a library crate.
 
 pub mod image;
+pub mod progress;
+pub mod units;

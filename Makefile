@@ -7,8 +7,10 @@ BERTH_ROOT ?= /var/lib/berth
 TEST_PACKAGES := busybox-static skopeo umoci docker-registry podman runc etcd-server etcd-client \
 	libseccomp-dev pkg-config protobuf-compiler containernetworking-plugins iproute2
 RUN_PACKAGES := libseccomp-dev pkg-config protobuf-compiler
+# Debian packages the benchmarks in bench/ run as peers or use to build and measure fixtures.
+BENCH_PACKAGES := busybox-static skopeo podman time python3
 
-.PHONY: run test deps-run deps-test build lint unit bench
+.PHONY: run test deps-run deps-test deps-bench build lint unit bench
 
 run: deps-run
 	$(CARGO) build --release --bin berth
@@ -27,6 +29,9 @@ deps-run:
 deps-test:
 	@./scripts/apt-ensure.sh $(TEST_PACKAGES)
 
-bench: deps-test
+deps-bench:
+	@./scripts/apt-ensure.sh $(BENCH_PACKAGES)
+
+bench: deps-bench
 	$(CARGO) build --release --bin berth
 	./bench/run.sh

@@ -45,7 +45,7 @@ for tool in podman skopeo python3 /usr/bin/time; do
 	fi
 done
 
-work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/berth-bench-import.XXXXXX")"
+work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/bbench.XXXXXX")"
 out="${BENCH_OUT_DIR:-$work/out}"
 mkdir -p "$out"
 
@@ -100,12 +100,26 @@ for case_name in "${cases[@]}"; do
 	cat "$(archive_of "$case_name")" >/dev/null
 done
 
+# How long creating an empty file takes on the state filesystem right now, so a reader can
+# tell a quiet disk from one degraded by recent mass deletions (see above). Kept until exit.
+create_us="$(python3 - "$work/calibrate" <<'EOF'
+import os, sys, time
+d = sys.argv[1]
+os.mkdir(d)
+start = time.perf_counter()
+for i in range(2000):
+    os.close(os.open(f"{d}/{i}", os.O_CREAT | os.O_WRONLY, 0o644))
+print(f"{(time.perf_counter() - start) / 2000 * 1e6:.0f}")
+EOF
+)"
+
+podman_runs=0
 raw="$out/samples.tsv"
 printf 'case\ttool\trun\twall_s\tdurable_s\tuser_s\tsys_s\tmaxrss_kib\n' >"$raw"
 
 # measure CASE TOOL RUN: one import on a fresh state dir; appends a line to samples.tsv.
 measure() {
-	local case_name="$1" tool="$2" run="$3" archive state log cmd
+	local case_name="$1" tool="$2" run="$3" archive state log cmd runroot
 	archive="$(archive_of "$case_name")"
 	# A new directory per import, kept until the end: see "no deletions" at the top.
 	state="$work/state/$case_name-$tool-$run"
@@ -114,7 +128,9 @@ measure() {
 	case "$tool" in
 	berth) cmd=("$berth" --root "$state" image import "$archive" --name "$image_name") ;;
 	podman)
-		cmd=(podman --root "$state/root" --runroot "$state/run" --storage-driver overlay
+		# podman refuses a runroot path over 50 characters.
+		runroot="$work/run/$((++podman_runs))"
+		cmd=(podman --root "$state/root" --runroot "$runroot" --storage-driver overlay
 			--tmpdir "$state/libpod" load --quiet --input "$archive")
 		;;
 	esac
@@ -155,6 +171,7 @@ cat <<EOF
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM.
 berth $commit (release build), $(podman --version), overlay driver, $runs runs per tool and case, interleaved.
+Creating an empty file on the state filesystem took $create_us µs before the runs.
 
 EOF
 python3 - "$raw" "$fixture_full/stats.json" "$fixture_small/stats.json" <<'EOF'

@@ -102,16 +102,7 @@ done
 
 # How long creating an empty file takes on the state filesystem right now, so a reader can
 # tell a quiet disk from one degraded by recent mass deletions (see above). Kept until exit.
-create_us="$(python3 - "$work/calibrate" <<'EOF'
-import os, sys, time
-d = sys.argv[1]
-os.mkdir(d)
-start = time.perf_counter()
-for i in range(2000):
-    os.close(os.open(f"{d}/{i}", os.O_CREAT | os.O_WRONLY, 0o644))
-print(f"{(time.perf_counter() - start) / 2000 * 1e6:.0f}")
-EOF
-)"
+create_us="$(python3 "$here/fs-create-cost.py" "$work/calibrate")"
 
 podman_runs=0
 raw="$out/samples.tsv"

@@ -8,7 +8,7 @@ TEST_PACKAGES := busybox-static skopeo umoci docker-registry podman runc etcd-se
 	libseccomp-dev pkg-config protobuf-compiler containernetworking-plugins iproute2
 RUN_PACKAGES := libseccomp-dev pkg-config protobuf-compiler
 # Debian packages the benchmarks in bench/ run as peers or use to build and measure fixtures.
-BENCH_PACKAGES := busybox-static skopeo podman time python3
+BENCH_PACKAGES := busybox-static skopeo podman time python3 e2fsprogs util-linux strace
 
 .PHONY: run test deps-run deps-test deps-bench build lint unit bench
 

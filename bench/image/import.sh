@@ -22,7 +22,8 @@
 #   small   the fixture at scale 0.25 as oci-archive: berth's peak RSS must not grow with size
 #
 # Environment: BENCH_RUNS (default 3), BERTH_BIN (default target/release/berth),
-# BENCH_FS (loop or host, see below), BENCH_TMPDIR (work dir parent, default /var/tmp),
+# BENCH_FS (loop or host, see bench/lib/statefs.sh),
+# BENCH_TMPDIR (parent of the work dir, default /var/tmp),
 # BENCH_OUT_DIR (keep raw samples and logs there; default: a temp dir removed on exit),
 # BENCH_CACHE_DIR (fixture cache).
 # Prints a markdown report on stdout. Not a test: nothing here asserts on time.
@@ -49,47 +50,11 @@ done
 work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/bbench.XXXXXX")"
 out="${BENCH_OUT_DIR:-$work/out}"
 mkdir -p "$out"
-loopdev=""
-
-# Unmounts everything under the work dir, deepest first (a tool that died half-way may leave
-# a mount), detaches the loop device, and removes the work dir.
-cleanup() {
-	local target
-	while read -r target; do
-		umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
-	done < <(findmnt -rn -o TARGET | grep -F "$work/" | sort -r || true)
-	if [[ -n "$loopdev" ]]; then
-		losetup -d "$loopdev" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Where the stores go. "loop" (default): a fresh ext4, with a journal, on a loop device (direct
-# I/O) over a sparse file in the work dir, so every run starts on the same clean filesystem,
-# whatever the host disk went through, syncs flush only the benchmark's own data, and cleanup is
-# one file instead of hundreds of thousands of unlinks. "host": the work dir itself.
-case "${BENCH_FS:-loop}" in
-loop)
-	truncate -s "${BENCH_FS_SIZE:-32G}" "$work/fs.img"
-	mkfs.ext4 -q -F -N 3000000 "$work/fs.img"
-	loopdev="$(losetup --find --show --direct-io=on "$work/fs.img")"
-	mkdir "$work/fs"
-	# noinit_itable: no background inode-table zeroing competing with the imports (the sparse
-	# file reads back as zeros anyway).
-	mount -o noinit_itable "$loopdev" "$work/fs"
-	state_root="$work/fs"
-	fs_desc="a fresh ext4 (journal) on a loop device with direct I/O, over a sparse file on $(findmnt -no SOURCE,FSTYPE -T "$work" | tr -s ' ' ' ')"
-	;;
-host)
-	state_root="$work"
-	fs_desc="$(findmnt -no TARGET,SOURCE,FSTYPE,OPTIONS -T "$work" | tr -s ' ' ' ')"
-	;;
-*)
-	echo "import.sh: BENCH_FS must be loop or host" >&2
-	exit 1
-	;;
-esac
+# shellcheck source=bench/lib/statefs.sh
+. "$here/../lib/statefs.sh"
+trap statefs_cleanup EXIT
+statefs_setup "$work"
+state_root="$statefs_root"
 
 # podman: isolated storage and configuration, cgroupfs and a file event log (no systemd
 # here), and its image copy temp files under the work dir on the same filesystem as berth's.
@@ -193,7 +158,7 @@ cat <<EOF
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM.
 berth $commit (release build), $(podman --version), overlay driver, $runs runs per tool and case, interleaved.
-Stores on $fs_desc; creating an empty file there took $create_us µs before the runs.
+Stores on $statefs_desc; creating an empty file there took $create_us µs before the runs.
 
 EOF
 python3 - "$raw" "$fixture_full/stats.json" "$fixture_small/stats.json" <<'EOF'

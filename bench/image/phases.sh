@@ -6,6 +6,7 @@
 # per-file work runs untraced. Not part of run.sh: a diagnostic for whoever optimizes import.
 #
 # Usage: phases.sh [ARCHIVE]    (default: the full oci-archive fixture)
+# The store goes on a fresh loop filesystem like import.sh's (BENCH_FS, bench/lib/statefs.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,19 +15,22 @@ berth="${BERTH_BIN:-$repo/target/release/berth}"
 archive="${1:-$("$here/make-fixture.sh" 1)/image.oci.tar}"
 
 work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/bphases.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=bench/lib/statefs.sh
+. "$here/../lib/statefs.sh"
+trap statefs_cleanup EXIT
+statefs_setup "$work"
 
 cat "$archive" >/dev/null
-create_us="$(python3 "$here/fs-create-cost.py" "$work/calibrate")"
-sync -f "$work"
+create_us="$(python3 "$here/fs-create-cost.py" "$statefs_root/calibrate")"
+sync -f "$statefs_root"
 /usr/bin/time -f '%e %U %S %M' -o "$work/time" \
 	strace -f --seccomp-bpf -ttt -T -e trace=execve,rename,syncfs,fsync,exit_group -o "$work/trace" \
-	"$berth" --root "$work/state" image import "$archive" --name bench/phases:1 >/dev/null
+	"$berth" --root "$statefs_root/state" image import "$archive" --name bench/phases:1 >/dev/null
 
-python3 - "$work/trace" "$work/time" "$create_us" <<'EOF'
+python3 - "$work/trace" "$work/time" "$create_us" "$statefs_desc" <<'EOF'
 import re, sys
 
-trace, timefile, create_us = sys.argv[1:]
+trace, timefile, create_us, fs_desc = sys.argv[1:]
 events = []  # (start, duration, kind, detail)
 for line in open(trace):
     m = re.match(r"\d+\s+(\d+\.\d+) (\w+)\((.*)\)\s+= .*?(?:<(\d+\.\d+)>)?$", line.strip())
@@ -55,7 +59,7 @@ end = events[-1][0]
 rows.append(("record the image (images.json)", end - mark))
 wall, user, sys_, rss = open(timefile).read().split()[-4:]
 print(f"berth image import, traced: wall {wall} s (user {user} s, sys {sys_} s), peak RSS {int(rss) // 1024} MiB.")
-print(f"Creating an empty file on the state filesystem took {create_us} µs before the run.\n")
+print(f"Store on {fs_desc}; creating an empty file there took {create_us} µs before the run.\n")
 print("| phase | seconds | share |")
 print("|---|---|---|")
 total = end - t0

@@ -36,6 +36,13 @@ pub fn sync_parent(path: &Path) -> Result<()> {
         .map_err(Error::io("syncing directory", parent))
 }
 
+/// fsyncs a directory, so renames into it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing directory", dir))
+}
+
 /// A random 16-hex-character suffix for temp names.
 pub fn random_suffix() -> String {
     format!("{:016x}", rand::rng().random::<u64>())

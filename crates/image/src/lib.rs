@@ -28,6 +28,7 @@ mod media;
 mod progress;
 mod snapshot;
 mod source;
+mod staging;
 mod store;
 pub mod unpack;
 

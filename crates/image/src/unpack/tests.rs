@@ -80,14 +80,10 @@ fn tar_of(entries: &[(String, Kind)], outside: &Path) -> Vec<u8> {
         let len = name.len().min(raw.len());
         raw[..len].copy_from_slice(&name.as_bytes()[..len]);
         let (entry_type, link, data): (_, String, &[u8]) = match kind {
-            Kind::File => (tar::EntryType::Regular, String::new(), b"payload"),
-            Kind::Dir => (tar::EntryType::Directory, String::new(), b""),
-            Kind::Symlink(target) => (
-                tar::EntryType::Symlink,
-                target.replace("@OUT", &outside),
-                b"",
-            ),
-            Kind::Hardlink(target) => (tar::EntryType::Link, target.replace("@OUT", &outside), b""),
+            Kind::File => (EntryType::Regular, String::new(), b"payload"),
+            Kind::Dir => (EntryType::Directory, String::new(), b""),
+            Kind::Symlink(target) => (EntryType::Symlink, target.replace("@OUT", &outside), b""),
+            Kind::Hardlink(target) => (EntryType::Link, target.replace("@OUT", &outside), b""),
         };
         header.set_entry_type(entry_type);
         let raw_link = &mut header.as_old_mut().linkname;

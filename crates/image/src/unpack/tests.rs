@@ -101,7 +101,7 @@ fn tar_of(entries: &[(String, Kind)], outside: &Path) -> Vec<u8> {
 }
 
 /// Every path under `dir`, not following symlinks.
-fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         out.push(path.clone());
@@ -129,7 +129,7 @@ proptest! {
         std::os::unix::fs::symlink(&outside, lower.join("a")).unwrap();
 
         let tar = tar_of(&entries, &outside);
-        let digest = berth_types::Digest::of(&tar);
+        let digest = Digest::of(&tar);
         let _ = unpack(&mut &tar[..], &dest, &[lower], &digest, Policy::default());
 
         prop_assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
@@ -159,7 +159,7 @@ fn a_file_written_through_a_symlink_of_the_same_layer_is_refused() {
         ("a/b".to_owned(), Kind::File),
     ];
     let tar = tar_of(&entries, &outside);
-    let digest = berth_types::Digest::of(&tar);
+    let digest = Digest::of(&tar);
     let err = unpack(&mut &tar[..], &dest, &[], &digest, Policy::default()).unwrap_err();
     assert!(err.to_string().contains("symlink in this layer"), "{err}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);

@@ -10,7 +10,7 @@ use berth_image::Store;
 use berth_types::Digest;
 use serde_json::Value;
 
-use crate::support::oci::{self, Entry, Image, file};
+use crate::support::oci::{self, Encoding, Entry, Image, file};
 use crate::support::{berth, fails, fixtures, ok};
 
 fn ls_json(root: &Path) -> Vec<Value> {
@@ -174,6 +174,48 @@ fn whiteouts_and_opaque_directories_hide_lower_files_in_the_container_rootfs() {
     assert!(upper_has_write);
     assert_eq!(lower_unchanged, "kept");
     assert!(!image_root(&root).join("snapshots/ctr-whiteouts").exists());
+}
+
+#[test]
+fn layers_may_be_gzip_zstd_or_plain_tar() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = Image {
+        layers: vec![
+            oci::tar(&[file("gzipped", "g")]),
+            oci::tar(&[file("zstd", "z")]),
+            oci::tar(&[file("plain", "p")]),
+        ],
+        encodings: vec![Encoding::Gzip, Encoding::Zstd, Encoding::Plain],
+        ..Image::default()
+    }
+    .write(&work.path().join("layout"));
+    let root = work.path().join("root");
+    ok(berth(&root)
+        .args(["image", "import"])
+        .arg(&dir)
+        .args(["--name", "mixed:1"]));
+    let store = Store::open(&image_root(&root)).unwrap();
+    let image = store.resolve("mixed:1").unwrap();
+    let media_types: Vec<&str> = image.layers.iter().map(|l| l.media_type.as_str()).collect();
+    assert_eq!(
+        media_types,
+        [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.v1.tar"
+        ]
+    );
+    let rootfs = store.prepare_rootfs("ctr-mixed", &image).unwrap();
+    rootfs.mount().unwrap();
+    let contents: Vec<Option<String>> = ["gzipped", "zstd", "plain"]
+        .iter()
+        .map(|name| fs::read_to_string(rootfs.target.join(name)).ok())
+        .collect();
+    store.remove_rootfs("ctr-mixed").unwrap();
+    assert_eq!(
+        contents,
+        [Some("g".into()), Some("z".into()), Some("p".into())]
+    );
 }
 
 #[test]

@@ -66,11 +66,34 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// How a layer blob is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+impl Encoding {
+    fn encode(self, tar: &[u8]) -> (Vec<u8>, &'static str) {
+        match self {
+            Self::Gzip => (gzip(tar), "application/vnd.oci.image.layer.v1.tar+gzip"),
+            Self::Zstd => (
+                zstd::encode_all(tar, 3).unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+            Self::Plain => (tar.to_vec(), "application/vnd.oci.image.layer.v1.tar"),
+        }
+    }
+}
+
 /// An image to write as an OCI layout, with knobs to break it.
 #[derive(Debug, Clone)]
 pub struct Image {
-    /// Uncompressed layer tars, bottom first; written gzip-compressed.
+    /// Uncompressed layer tars, bottom first.
     pub layers: Vec<Vec<u8>>,
+    /// Encoding of each layer; gzip where none is given.
+    pub encodings: Vec<Encoding>,
     pub cmd: Vec<&'static str>,
     pub ref_name: Option<&'static str>,
     /// Media type written for every layer instead of the gzip one.
@@ -91,6 +114,7 @@ impl Default for Image {
     fn default() -> Self {
         Self {
             layers: Vec::new(),
+            encodings: Vec::new(),
             cmd: vec!["/bin/sh"],
             ref_name: Some("latest"),
             layer_media_type: None,
@@ -118,9 +142,11 @@ impl Image {
         let mut diff_ids = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             diff_ids.push(Digest::of(layer).to_string());
+            let encoding = self.encodings.get(i).copied().unwrap_or(Encoding::Gzip);
+            let (encoded, media_type) = encoding.encode(layer);
             let mut blob = match (&self.raw_layer, i) {
                 (Some(raw), 0) => raw.clone(),
-                _ => gzip(layer),
+                _ => encoded,
             };
             let digest = Digest::of(&blob);
             let size = blob.len() as i64 + if i == 0 { self.layer_size_skew } else { 0 };
@@ -132,7 +158,7 @@ impl Image {
                 fs::write(dir.join("blobs/sha256").join(digest.hex()), &blob).unwrap();
             }
             descriptors.push(json!({
-                "mediaType": self.layer_media_type.unwrap_or("application/vnd.oci.image.layer.v1.tar+gzip"),
+                "mediaType": self.layer_media_type.unwrap_or(media_type),
                 "digest": digest.to_string(),
                 "size": size,
             }));

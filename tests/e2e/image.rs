@@ -26,6 +26,31 @@ fn image_root(root: &Path) -> PathBuf {
     root.join("image")
 }
 
+/// `berth image import PATH --name NAME`, which must succeed.
+fn import_as(root: &Path, path: &Path, name: &str) {
+    ok(berth(root)
+        .args(["image", "import"])
+        .arg(path)
+        .args(["--name", name]));
+}
+
+/// Mounts a fresh rootfs of image `name` for container `id`, runs `look` on it, then unmounts
+/// and removes it (also when `look` panics, so a failing test leaves no mount behind).
+fn with_mounted_rootfs<T>(
+    root: &Path,
+    name: &str,
+    id: &str,
+    look: impl FnOnce(&berth_image::Rootfs) -> T,
+) -> T {
+    let store = Store::open(&image_root(root)).unwrap();
+    let image = store.resolve(name).unwrap();
+    let rootfs = store.prepare_rootfs(id, &image).unwrap();
+    rootfs.mount().unwrap();
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| look(&rootfs)));
+    store.remove_rootfs(id).unwrap();
+    seen.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Every blob hashes to its name and every layer directory is complete: what a crash or a
 /// race must never break.
 fn assert_store_consistent(root: &Path) {
@@ -76,10 +101,7 @@ fn the_same_image_imports_alike_from_oci_layout_oci_archive_and_docker_archive()
         .arg(&layout)
         .args(["--name", "fixture/dir:1"]));
     assert_eq!(out.trim(), "Loaded image: fixture/dir:1");
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&archive)
-        .args(["--name", "fixture/tar:1"]));
+    import_as(&root, &archive, "fixture/tar:1");
     let out = ok(berth(&root).args(["image", "import"]).arg(&docker));
     assert_eq!(
         out.trim(),
@@ -142,27 +164,23 @@ fn whiteouts_and_opaque_directories_hide_lower_files_in_the_container_rootfs() {
     }
     .write(&work.path().join("layout"));
     let root = work.path().join("root");
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&dir)
-        .args(["--name", "layers:1"]));
+    import_as(&root, &dir, "layers:1");
 
-    let store = Store::open(&image_root(&root)).unwrap();
-    let image = store.resolve("layers:1").unwrap();
-    let rootfs = store.prepare_rootfs("ctr-whiteouts", &image).unwrap();
-    rootfs.mount().unwrap();
-    let merged = &rootfs.target;
-    let seen = (
-        fs::read_to_string(merged.join("etc/keep")).ok(),
-        merged.join("etc/gone").exists(),
-        merged.join("opt/old").exists(),
-        fs::read_to_string(merged.join("opt/new")).ok(),
-    );
-    // Writes land in the container's own upper directory, never in the shared layers.
-    fs::write(merged.join("etc/keep"), "changed").unwrap();
-    let upper_has_write = rootfs.upper.join("etc/keep").exists();
-    let lower_unchanged = fs::read_to_string(rootfs.lowers[1].join("etc/keep")).unwrap();
-    store.remove_rootfs("ctr-whiteouts").unwrap();
+    let (seen, upper_has_write, lower_unchanged) =
+        with_mounted_rootfs(&root, "layers:1", "ctr-whiteouts", |rootfs| {
+            let merged = &rootfs.target;
+            let seen = (
+                fs::read_to_string(merged.join("etc/keep")).ok(),
+                merged.join("etc/gone").exists(),
+                merged.join("opt/old").exists(),
+                fs::read_to_string(merged.join("opt/new")).ok(),
+            );
+            // Writes land in the container's own upper directory, never in the shared layers.
+            fs::write(merged.join("etc/keep"), "changed").unwrap();
+            let upper_has_write = rootfs.upper.join("etc/keep").exists();
+            let lower_unchanged = fs::read_to_string(rootfs.lowers[1].join("etc/keep")).unwrap();
+            (seen, upper_has_write, lower_unchanged)
+        });
 
     assert_eq!(seen.0.as_deref(), Some("kept"));
     assert!(!seen.1, "a whiteout hides the lower file");
@@ -190,10 +208,7 @@ fn layers_may_be_gzip_zstd_or_plain_tar() {
     }
     .write(&work.path().join("layout"));
     let root = work.path().join("root");
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&dir)
-        .args(["--name", "mixed:1"]));
+    import_as(&root, &dir, "mixed:1");
     let store = Store::open(&image_root(&root)).unwrap();
     let image = store.resolve("mixed:1").unwrap();
     let media_types: Vec<&str> = image.layers.iter().map(|l| l.media_type.as_str()).collect();
@@ -205,13 +220,13 @@ fn layers_may_be_gzip_zstd_or_plain_tar() {
             "application/vnd.oci.image.layer.v1.tar"
         ]
     );
-    let rootfs = store.prepare_rootfs("ctr-mixed", &image).unwrap();
-    rootfs.mount().unwrap();
-    let contents: Vec<Option<String>> = ["gzipped", "zstd", "plain"]
-        .iter()
-        .map(|name| fs::read_to_string(rootfs.target.join(name)).ok())
-        .collect();
-    store.remove_rootfs("ctr-mixed").unwrap();
+    let contents: Vec<Option<String>> =
+        with_mounted_rootfs(&root, "mixed:1", "ctr-mixed", |rootfs| {
+            ["gzipped", "zstd", "plain"]
+                .iter()
+                .map(|name| fs::read_to_string(rootfs.target.join(name)).ok())
+                .collect()
+        });
     assert_eq!(
         contents,
         [Some("g".into()), Some("z".into()), Some("p".into())]
@@ -223,29 +238,25 @@ fn umoci_layers_stack_into_the_expected_rootfs() {
     let work = tempfile::tempdir().unwrap();
     let layout = fixtures::umoci_two_layer_image(work.path());
     let root = work.path().join("root");
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&layout)
-        .args(["--name", "fixture:1"]));
+    import_as(&root, &layout, "fixture:1");
     let store = Store::open(&image_root(&root)).unwrap();
-    let image = store.resolve("fixture").unwrap_err();
+    let err = store.resolve("fixture").unwrap_err();
     assert!(
-        image.to_string().contains("no such image"),
+        err.to_string().contains("no such image"),
         "fixture:latest was never imported"
     );
-    let image = store.resolve("fixture:1").unwrap();
-    let rootfs = store.prepare_rootfs("ctr-umoci", &image).unwrap();
-    rootfs.mount().unwrap();
-    let merged = rootfs.target.clone();
-    let busybox_runs =
-        merged.join("bin/busybox").is_file() && fs::read_link(merged.join("bin/sh")).is_ok();
-    let checks = (
-        fs::read_to_string(merged.join("data/new")).ok(),
-        merged.join("etc/os-release").exists(),
-        merged.join("opt/old").exists(),
-        merged.join("opt/fresh").exists(),
-    );
-    store.remove_rootfs("ctr-umoci").unwrap();
+    let (busybox_runs, checks) = with_mounted_rootfs(&root, "fixture:1", "ctr-umoci", |rootfs| {
+        let merged = &rootfs.target;
+        let busybox_runs =
+            merged.join("bin/busybox").is_file() && fs::read_link(merged.join("bin/sh")).is_ok();
+        let checks = (
+            fs::read_to_string(merged.join("data/new")).ok(),
+            merged.join("etc/os-release").exists(),
+            merged.join("opt/old").exists(),
+            merged.join("opt/fresh").exists(),
+        );
+        (busybox_runs, checks)
+    });
     assert!(busybox_runs);
     assert_eq!(checks.0.as_deref(), Some("second layer"));
     assert!(!checks.1, "deleted in layer 2");
@@ -330,14 +341,8 @@ fn rm_keeps_layers_another_image_shares_and_prune_reclaims_the_rest() {
     }
     .write(&work.path().join("b"));
     let root = work.path().join("root");
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&a)
-        .args(["--name", "app/a:1"]));
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&b)
-        .args(["--name", "app/b:1"]));
+    import_as(&root, &a, "app/a:1");
+    import_as(&root, &b, "app/b:1");
     let layers_dir = image_root(&root).join("layers/sha256");
     assert_eq!(
         fs::read_dir(&layers_dir).unwrap().count(),
@@ -388,10 +393,7 @@ fn an_image_a_container_uses_is_not_removed_without_force() {
     }
     .write(&work.path().join("layout"));
     let root = work.path().join("root");
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&dir)
-        .args(["--name", "used:1"]));
+    import_as(&root, &dir, "used:1");
     let store = Store::open(&image_root(&root)).unwrap();
     let image = store.resolve("used:1").unwrap();
     store.prepare_rootfs("ctr-user", &image).unwrap();
@@ -781,10 +783,7 @@ fn kill_9_during_import_leaves_a_consistent_store_that_cleans_up_and_imports_aga
         "the next command removes the dead import's scratch space"
     );
 
-    ok(berth(&root)
-        .args(["image", "import"])
-        .arg(&dir)
-        .args(["--name", "after-crash:1"]));
+    import_as(&root, &dir, "after-crash:1");
     assert_eq!(ls_json(&root).len(), 1);
     assert_store_consistent(&root);
 }

@@ -29,28 +29,9 @@ impl Blobs {
         Self { layout }
     }
 
-    pub fn open(&self, digest: &Digest) -> Result<File> {
-        let path = self.layout.blob(digest);
-        File::open(&path).map_err(Error::io("opening blob", &path))
-    }
-
     /// Reads a small blob (manifest, config) whole, refusing anything over `limit` bytes.
     pub fn read_small(&self, digest: &Digest, what: &'static str, limit: u64) -> Result<Vec<u8>> {
-        let path = self.layout.blob(digest);
-        let mut bytes = Vec::new();
-        self.open(digest)?
-            .take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(Error::io("reading blob", &path))?;
-        if bytes.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                digest: digest.clone(),
-                what,
-                size: bytes.len() as u64,
-                limit,
-            });
-        }
-        Ok(bytes)
+        read_limited(&self.layout.blob(digest), digest, what, limit)
     }
 
     /// Moves a verified, synced file from scratch space to its place under `digest`. The
@@ -92,6 +73,28 @@ impl Blobs {
             .map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
         Ok((digest, size, tmp))
     }
+}
+
+/// Reads the blob `digest` stored at `path` whole, refusing anything over `limit` bytes.
+pub fn read_limited(
+    path: &Path,
+    digest: &Digest,
+    what: &'static str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(Error::io("reading blob", path))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            digest: digest.clone(),
+            what,
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Checks content against what its descriptor promised.

@@ -92,20 +92,7 @@ impl<'s> Staging<'s> {
 
     /// Reads a staged or stored small blob whole.
     pub fn read_small(&self, digest: &Digest, what: &'static str, limit: u64) -> Result<Vec<u8>> {
-        let path = self.blob_path(digest);
-        let mut bytes = Vec::new();
-        fs::File::open(&path)
-            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
-            .map_err(Error::io("reading blob", &path))?;
-        if bytes.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                digest: digest.clone(),
-                what,
-                size: bytes.len() as u64,
-                limit,
-            });
-        }
-        Ok(bytes)
+        crate::blob::read_limited(&self.blob_path(digest), digest, what, limit)
     }
 
     /// Unpacks the layers bottom to top (each one only if the store does not have it yet) and

@@ -18,6 +18,7 @@
 
 mod archive;
 mod blob;
+mod download;
 mod error;
 mod fsutil;
 mod import;
@@ -26,6 +27,8 @@ mod layers;
 mod layout;
 mod media;
 mod progress;
+mod pull;
+mod registry;
 mod snapshot;
 mod source;
 mod staging;
@@ -37,5 +40,6 @@ pub use import::{ImportOptions, RootfsOptions};
 pub use index::{ImageRecord, LayerRecord};
 pub use layout::LAYOUT_VERSION;
 pub use progress::{NoProgress, Progress};
+pub use pull::{PullOptions, Pulled};
 pub use snapshot::Rootfs;
 pub use store::{PruneReport, Removal, Store};

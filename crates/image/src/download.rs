@@ -69,7 +69,10 @@ pub(crate) async fn fetch(
         }
     };
     if let Err(err) = verified {
-        if matches!(err, Error::DigestMismatch { .. } | Error::SizeMismatch { .. }) {
+        if matches!(
+            err,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+        ) {
             let _ = std::fs::remove_file(&path);
         }
         return Err(err);

@@ -191,7 +191,15 @@ fn import_plan(
         Some(bytes) => staging.stage_blob(&bytes[..], None)?.0,
         None => write_manifest(staging, &config_digest, config_size, &layers)?,
     };
-    assemble(staging, config_digest, &config, manifest, &layers, plan.names, progress)
+    assemble(
+        staging,
+        config_digest,
+        &config,
+        manifest,
+        &layers,
+        plan.names,
+        progress,
+    )
 }
 
 /// Reads an image config staged (or stored) as `digest` and checks that it lists one diff_id

@@ -106,14 +106,33 @@ impl Store {
         let mut staging = Staging::new(self, options.policy)?;
         // Held until the transaction committed: no other pull writes these downloads meanwhile.
         let mut downloads = Vec::new();
-        let config = fetch(&mut staging, self.layout(), &repository, &config_digest, config_size, &NoProgress).await?;
+        let config = fetch(
+            &mut staging,
+            self.layout(),
+            &repository,
+            &config_digest,
+            config_size,
+            &NoProgress,
+        )
+        .await?;
         downloads.extend(config);
-        let (config, diff_ids) = import::read_config(&staging, &config_digest, manifest.layers().len())?;
+        let (config, diff_ids) =
+            import::read_config(&staging, &config_digest, manifest.layers().len())?;
 
         let mut layers = Vec::with_capacity(diff_ids.len());
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
             let digest = archive::descriptor_digest(layer)?;
-            downloads.extend(fetch(&mut staging, self.layout(), &repository, &digest, layer.size(), progress).await?);
+            downloads.extend(
+                fetch(
+                    &mut staging,
+                    self.layout(),
+                    &repository,
+                    &digest,
+                    layer.size(),
+                    progress,
+                )
+                .await?,
+            );
             layers.push(LayerBlob {
                 digest,
                 size: layer.size(),

@@ -31,8 +31,6 @@ const MAX_LOCK_ATTEMPTS: usize = 8;
 /// A verified download in `ingest/`, locked until dropped (after the transaction committed).
 pub(crate) struct Downloaded {
     partial: Partial,
-    /// Bytes received from the registry for it (less than its size after a resume).
-    pub bytes: u64,
 }
 
 impl Downloaded {
@@ -56,10 +54,9 @@ pub(crate) async fn fetch(
     let Some(partial) = lock_partial(&path, &stored).await? else {
         return Ok(None);
     };
-    let mut bytes = 0;
     let verified = loop {
         let resumed_from = partial.len()?;
-        match download(repository, &partial, digest, size, progress, &mut bytes).await {
+        match download(repository, &partial, digest, size, progress).await {
             // A partial file that does not add up (e.g. after a power loss) is started over once.
             Err(Error::DigestMismatch { .. } | Error::SizeMismatch { .. }) if resumed_from > 0 => {
                 tracing::warn!(%digest, resumed_from, "resumed download is corrupt; downloading it again");
@@ -78,18 +75,17 @@ pub(crate) async fn fetch(
         return Err(err);
     }
     progress.finished(digest, "downloaded");
-    Ok(Some(Downloaded { partial, bytes }))
+    Ok(Some(Downloaded { partial }))
 }
 
 /// Downloads the rest of the blob into `partial`, then checks the whole file against the
-/// digest and size and syncs it. Adds the bytes received to `downloaded`.
+/// digest and size.
 async fn download(
     repository: &Repository,
     partial: &Partial,
     digest: &Digest,
     size: u64,
     progress: &dyn Progress,
-    downloaded: &mut u64,
 ) -> Result<()> {
     let mut written = partial.len()?;
     if written > size {
@@ -142,7 +138,6 @@ async fn download(
                 .map_err(partial.io("writing"))?;
             hasher.update(&bytes);
             written += len;
-            *downloaded += len;
             progress.advanced(digest, len);
         }
     }

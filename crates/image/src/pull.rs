@@ -41,8 +41,6 @@ pub struct Pulled {
     pub image: ImageRecord,
     /// Digest of the manifest (or index) the reference resolved to in the registry.
     pub digest: Digest,
-    /// Bytes downloaded; 0 when every blob was already in the store.
-    pub downloaded: u64,
     /// The store already had this image under this name before the pull.
     pub up_to_date: bool,
 }
@@ -106,16 +104,17 @@ impl Store {
         let mut staging = Staging::new(self, options.policy)?;
         // Held until the transaction committed: no other pull writes these downloads meanwhile.
         let mut downloads = Vec::new();
-        let config = fetch(
-            &mut staging,
-            self.layout(),
-            &repository,
-            &config_digest,
-            config_size,
-            &NoProgress,
-        )
-        .await?;
-        downloads.extend(config);
+        downloads.extend(
+            fetch(
+                &mut staging,
+                self.layout(),
+                &repository,
+                &config_digest,
+                config_size,
+                &NoProgress,
+            )
+            .await?,
+        );
         let (config, diff_ids) =
             import::read_config(&staging, &config_digest, manifest.layers().len())?;
 
@@ -163,12 +162,10 @@ impl Store {
             staging.commit(vec![image.clone()])?;
             Ok::<_, Error>(image)
         })?;
-        let downloaded = downloads.iter().map(|d| d.bytes).sum();
         drop(downloads);
         Ok(Pulled {
             image,
             digest: top_digest,
-            downloaded,
             up_to_date,
         })
     }
@@ -274,5 +271,45 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(work)
         }
         _ => work(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(json: &str) -> Result<Kind> {
+        let reference: ImageRef = "127.0.0.1:5000/app:1".parse().unwrap();
+        let bytes = json.as_bytes();
+        kind(&reference, &Digest::of(bytes), bytes)
+    }
+
+    #[test]
+    fn manifests_and_indexes_are_told_apart_with_or_without_a_media_type() {
+        let oci_index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let docker = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        assert_eq!(classify(oci_index).unwrap(), Kind::Index);
+        assert_eq!(classify(docker).unwrap(), Kind::Manifest);
+        assert_eq!(
+            classify(r#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            Kind::Index
+        );
+        assert_eq!(
+            classify(r#"{"schemaVersion":2,"layers":[]}"#).unwrap(),
+            Kind::Manifest
+        );
+    }
+
+    #[test]
+    fn schema_1_and_unknown_media_types_are_refused_by_name() {
+        let schema1 = r#"{"schemaVersion":1,"name":"app","tag":"1","fsLayers":[]}"#;
+        let err = classify(schema1).unwrap_err().to_string();
+        assert!(err.contains("schema version 1"), "{err}");
+        let artifact = r#"{"schemaVersion":2,"mediaType":"application/vnd.cncf.helm.chart"}"#;
+        let err = classify(artifact).unwrap_err().to_string();
+        assert!(
+            err.contains("unsupported media type \"application/vnd.cncf.helm.chart\""),
+            "{err}"
+        );
     }
 }

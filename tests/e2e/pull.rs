@@ -164,18 +164,64 @@ fn second_pull_of_the_same_image_downloads_no_blob() {
     }
 }
 
-#[test]
-fn pull_killed_mid_download_leaves_no_blob_and_the_next_pull_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let big = incompressible(BIG_LAYER_BYTES);
+/// An OCI layout with one layer of incompressible data; returns it and the layer's digest.
+fn big_image(dir: &Path) -> (PathBuf, String) {
     let image = oci::Image {
-        layers: vec![oci::tar(&[Entry::File("big", big)])],
+        layers: vec![oci::tar(&[Entry::File(
+            "big",
+            incompressible(BIG_LAYER_BYTES),
+        )])],
         encodings: vec![Encoding::Gzip],
         ..oci::Image::default()
     };
-    let layout = image.write(&dir.path().join("oci"));
+    let layout = image.write(&dir.join("oci"));
     let (_, layers) = layout_digests(&layout, "latest");
-    let layer = &layers[0];
+    (layout, layers[0].clone())
+}
+
+#[test]
+fn two_pulls_of_the_same_image_at_once_download_each_blob_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, layer) = big_image(dir.path());
+    let registry = Registry::start();
+    registry.push(&layout, "latest", "big:1");
+    let proxy = SlowProxy::start(registry.port(), 4 * SLOW_BYTES_PER_SEC);
+    let root = dir.path().join("root");
+    let name = format!("{}/big:1", proxy.host());
+
+    let pulls: Vec<_> = (0..2)
+        .map(|_| {
+            berth(&root)
+                .args(["image", "pull", "-q", "--insecure", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for pull in pulls {
+        let output = pull.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    assert_eq!(
+        registry.blob_gets(hex(&layer)).len(),
+        1,
+        "the layer was downloaded once"
+    );
+    assert!(blob_path(&root, &layer).is_file());
+    assert!(recorded(&root, &name).is_some());
+}
+
+#[test]
+fn pull_killed_mid_download_leaves_no_blob_and_the_next_pull_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, layer) = big_image(dir.path());
+    let layer = &layer;
     let registry = Registry::start();
     registry.push(&layout, "latest", "big:1");
     let proxy = SlowProxy::start(registry.port(), SLOW_BYTES_PER_SEC);

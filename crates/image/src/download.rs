@@ -8,6 +8,7 @@
 //! verified download stays in `ingest/` until then, so a pull that fails later (or is killed)
 //! does not fetch it again.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -28,35 +29,34 @@ use crate::registry::Repository;
 /// How often opening a partial file may race with another pull publishing it before giving up.
 const MAX_LOCK_ATTEMPTS: usize = 8;
 
-/// A verified download in `ingest/`, locked until dropped (after the transaction committed).
-pub(crate) struct Downloaded {
-    partial: Partial,
-}
-
-impl Downloaded {
-    pub fn path(&self) -> &Path {
-        &self.partial.path
-    }
-}
-
-/// Downloads blob `digest` of `size` bytes from `repository` into `ingest/`, resuming a
-/// partial download, and verifies it. Returns `None` when the blob appeared in the store in
-/// the meantime (a concurrent pull published it).
-pub(crate) async fn fetch(
+/// Locks the partial downloads of `digests` in sorted order, so that pulls sharing blobs never
+/// wait on each other in a cycle; waits for pulls holding them. Blobs that a pull we waited
+/// for published are left out. The locks are meant to be held until the pull committed.
+pub(crate) async fn lock_all(
     layout: &Layout,
+    digests: BTreeSet<Digest>,
+) -> Result<BTreeMap<Digest, Partial>> {
+    let mut locked = BTreeMap::new();
+    for digest in digests {
+        if let Some(partial) = lock_partial(&layout.ingest(&digest), &layout.blob(&digest)).await? {
+            locked.insert(digest, partial);
+        }
+    }
+    Ok(locked)
+}
+
+/// Completes the download of blob `digest` of `size` bytes from `repository` into `partial`,
+/// resuming from what it holds, and verifies it. A download found corrupt is removed.
+pub(crate) async fn fetch(
+    partial: &Partial,
     repository: &Repository,
     digest: &Digest,
     size: u64,
     progress: &dyn Progress,
-) -> Result<Option<Downloaded>> {
-    let path = layout.ingest(digest);
-    let stored = layout.blob(digest);
-    let Some(partial) = lock_partial(&path, &stored).await? else {
-        return Ok(None);
-    };
+) -> Result<()> {
     let verified = loop {
         let resumed_from = partial.len()?;
-        match download(repository, &partial, digest, size, progress).await {
+        match download(repository, partial, digest, size, progress).await {
             // A partial file that does not add up (e.g. after a power loss) is started over once.
             Err(Error::DigestMismatch { .. } | Error::SizeMismatch { .. }) if resumed_from > 0 => {
                 tracing::warn!(%digest, resumed_from, "resumed download is corrupt; downloading it again");
@@ -70,12 +70,12 @@ pub(crate) async fn fetch(
             err,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
         ) {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&partial.path);
         }
         return Err(err);
     }
     progress.finished(digest, "downloaded");
-    Ok(Some(Downloaded { partial }))
+    Ok(())
 }
 
 /// Downloads the rest of the blob into `partial`, then checks the whole file against the
@@ -184,12 +184,17 @@ fn hash_prefix(partial: &Partial, len: u64, hasher: &mut Sha256) -> Result<()> {
 }
 
 /// An `ingest/<hex>` file this process holds the lock on.
-struct Partial {
+#[derive(Debug)]
+pub(crate) struct Partial {
     path: PathBuf,
     file: Flock<File>,
 }
 
 impl Partial {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn len(&self) -> Result<u64> {
         Ok(self.file.metadata().map_err(self.io("inspecting"))?.len())
     }

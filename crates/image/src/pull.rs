@@ -5,6 +5,8 @@
 //! yet in the store is downloaded resumably (see [`crate::download`]). The image is then
 //! unpacked and recorded exactly as an import is.
 
+use std::collections::BTreeMap;
+
 use berth_types::{Digest, ImageRef};
 use oci_spec::image::{ImageIndex, ImageManifest};
 use serde::Deserialize;
@@ -12,11 +14,10 @@ use serde::de::IgnoredAny;
 
 use crate::archive;
 use crate::blob::{self, Expected};
-use crate::download::{self, Downloaded};
+use crate::download::{self, Partial};
 use crate::error::{Error, Result};
 use crate::import;
 use crate::index::ImageRecord;
-use crate::layout::Layout;
 use crate::media::{self, Kind, MAX_METADATA_BYTES};
 use crate::progress::{NoProgress, Progress};
 use crate::registry::Repository;
@@ -102,39 +103,34 @@ impl Store {
             });
         }
         let mut staging = Staging::new(self, options.policy)?;
+        let mut blobs = vec![(config_digest.clone(), config_size)];
+        for layer in manifest.layers() {
+            blobs.push((archive::descriptor_digest(layer)?, layer.size()));
+        }
+        let missing = blobs
+            .iter()
+            .filter(|(digest, size)| staging.has_blob(digest) != Some(*size))
+            .map(|(digest, _)| digest.clone())
+            .collect();
         // Held until the transaction committed: no other pull writes these downloads meanwhile.
-        let mut downloads = Vec::new();
-        downloads.extend(
-            fetch(
-                &mut staging,
-                self.layout(),
-                &repository,
-                &config_digest,
-                config_size,
-                &NoProgress,
-            )
-            .await?,
-        );
+        let partials = download::lock_all(self.layout(), missing).await?;
+        let fetch = Fetch {
+            partials: &partials,
+            repository: &repository,
+        };
+        fetch
+            .blob(&mut staging, &config_digest, config_size, &NoProgress)
+            .await?;
         let (config, diff_ids) =
             import::read_config(&staging, &config_digest, manifest.layers().len())?;
-
         let mut layers = Vec::with_capacity(diff_ids.len());
-        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            let digest = archive::descriptor_digest(layer)?;
-            downloads.extend(
-                fetch(
-                    &mut staging,
-                    self.layout(),
-                    &repository,
-                    &digest,
-                    layer.size(),
-                    progress,
-                )
-                .await?,
-            );
+        for ((layer, (digest, size)), diff_id) in
+            manifest.layers().iter().zip(&blobs[1..]).zip(diff_ids)
+        {
+            fetch.blob(&mut staging, digest, *size, progress).await?;
             layers.push(LayerBlob {
-                digest,
-                size: layer.size(),
+                digest: digest.clone(),
+                size: *size,
                 media_type: layer.media_type().to_string(),
                 diff_id: Some(diff_id),
             });
@@ -162,7 +158,7 @@ impl Store {
             staging.commit(vec![image.clone()])?;
             Ok::<_, Error>(image)
         })?;
-        drop(downloads);
+        drop(partials);
         Ok(Pulled {
             image,
             digest: top_digest,
@@ -171,29 +167,32 @@ impl Store {
     }
 }
 
-/// Puts blob `digest` into the transaction: from the store or an earlier download if there,
-/// else downloaded (resuming a partial download). Returns the download, if there was one.
-async fn fetch(
-    staging: &mut Staging<'_>,
-    layout: &Layout,
-    repository: &Repository,
-    digest: &Digest,
-    size: u64,
-    progress: &dyn Progress,
-) -> Result<Option<Downloaded>> {
-    if staging.has_blob(digest) == Some(size) {
-        progress.finished(digest, "already exists");
-        return Ok(None);
-    }
-    match download::fetch(layout, repository, digest, size, progress).await? {
-        Some(downloaded) => {
-            staging.adopt_blob(digest.clone(), downloaded.path().to_path_buf());
-            Ok(Some(downloaded))
+/// Where a pull gets the blobs it does not have.
+struct Fetch<'a> {
+    /// The locked partial downloads of the blobs neither the store nor another pull had.
+    partials: &'a BTreeMap<Digest, Partial>,
+    repository: &'a Repository,
+}
+
+impl Fetch<'_> {
+    /// Puts blob `digest` into the transaction: downloaded if this pull holds its partial
+    /// download, else already there (in the store, or published by a pull we waited for).
+    async fn blob(
+        &self,
+        staging: &mut Staging<'_>,
+        digest: &Digest,
+        size: u64,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        match self.partials.get(digest) {
+            // A digest listed twice is downloaded once.
+            Some(partial) if staging.has_blob(digest) != Some(size) => {
+                download::fetch(partial, self.repository, digest, size, progress).await?;
+                staging.adopt_blob(digest.clone(), partial.path().to_path_buf());
+            }
+            _ => progress.finished(digest, "already exists"),
         }
-        None => {
-            progress.finished(digest, "already exists");
-            Ok(None)
-        }
+        Ok(())
     }
 }
 

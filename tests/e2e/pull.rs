@@ -369,3 +369,17 @@ fn pull_resolves_an_index_to_its_linux_amd64_manifest() {
         .join("fs/hello");
     assert_eq!(fs::read_to_string(file).unwrap(), "from an index");
 }
+
+#[test]
+fn without_insecure_a_plain_http_registry_is_spoken_to_over_https_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let name = format!("{}/app:1", registry.host());
+
+    let err = fails(berth(&dir.path().join("root")).args(["image", "pull", &name]));
+
+    assert!(
+        err.contains(&format!("https://{}/v2/", registry.host())),
+        "{err}"
+    );
+}

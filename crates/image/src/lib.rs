@@ -14,7 +14,8 @@
 //!   consistent store: scratch space is reclaimed at the next open.
 //! - The on-disk layout is versioned (docs/formats/image-store.md).
 //!
-//! What it does not do yet: signature verification, pushing, and image build.
+//! What it does not do yet: registry credentials (pulls are anonymous), parallel layer
+//! downloads, signature verification, pushing, and image build.
 
 mod archive;
 mod blob;

@@ -70,38 +70,14 @@ impl Store {
     ) -> Result<Pulled> {
         let _shared = self.lock_shared()?;
         let repository = Repository::new(reference, options.insecure);
-        let top = repository.top_manifest().await?;
-        let top_digest = Digest::of(&top);
-        if let Some(wanted) = reference.digest() {
-            blob::check(
-                Expected {
-                    digest: wanted,
-                    size: None,
-                },
-                &top_digest,
-                top.len() as u64,
-            )?;
-        }
-        let (manifest_digest, manifest_bytes) =
-            resolve(&repository, reference, top_digest.clone(), top).await?;
-        let manifest: ImageManifest = archive::parse_json(
-            "image manifest",
-            &manifest_digest.to_string(),
-            &manifest_bytes,
-        )?;
-        // Checks the config and layer media types.
-        archive::manifest_plan(&manifest, Vec::new())?;
-
+        let Resolved {
+            top_digest,
+            manifest_digest,
+            manifest_bytes,
+            manifest,
+        } = resolve_reference(&repository, reference).await?;
         let config_digest = archive::descriptor_digest(manifest.config())?;
         let config_size = manifest.config().size();
-        if config_size > MAX_METADATA_BYTES {
-            return Err(Error::TooLarge {
-                digest: config_digest,
-                what: "config",
-                size: config_size,
-                limit: MAX_METADATA_BYTES,
-            });
-        }
         let mut staging = Staging::new(self, options.policy)?;
         let mut blobs = vec![(config_digest.clone(), config_size)];
         for layer in manifest.layers() {
@@ -194,6 +170,53 @@ impl Fetch<'_> {
         }
         Ok(())
     }
+}
+
+/// The image manifest a reference names, checked against the digests that name it.
+struct Resolved {
+    /// Digest of what the reference names: the manifest, or the index it is listed in.
+    top_digest: Digest,
+    manifest_digest: Digest,
+    manifest_bytes: Vec<u8>,
+    manifest: ImageManifest,
+}
+
+/// Fetches the manifest `reference` names, following an index to its linux/amd64 manifest,
+/// and checks it names a config and layers berth can use.
+async fn resolve_reference(repository: &Repository, reference: &ImageRef) -> Result<Resolved> {
+    let top = repository.top_manifest().await?;
+    let top_digest = Digest::of(&top);
+    if let Some(wanted) = reference.digest() {
+        let expected = Expected {
+            digest: wanted,
+            size: None,
+        };
+        blob::check(expected, &top_digest, top.len() as u64)?;
+    }
+    let (manifest_digest, manifest_bytes) =
+        resolve(repository, reference, top_digest.clone(), top).await?;
+    let manifest: ImageManifest = archive::parse_json(
+        "image manifest",
+        &manifest_digest.to_string(),
+        &manifest_bytes,
+    )?;
+    // Checks the config and layer media types.
+    archive::manifest_plan(&manifest, Vec::new())?;
+    let config = manifest.config();
+    if config.size() > MAX_METADATA_BYTES {
+        return Err(Error::TooLarge {
+            digest: archive::descriptor_digest(config)?,
+            what: "config",
+            size: config.size(),
+            limit: MAX_METADATA_BYTES,
+        });
+    }
+    Ok(Resolved {
+        top_digest,
+        manifest_digest,
+        manifest_bytes,
+        manifest,
+    })
 }
 
 /// Follows `bytes` (the document with digest `digest`) through image indexes down to the

@@ -137,6 +137,27 @@ fn pulled_image_is_stored_unpacked_and_named_by_its_reference() {
 }
 
 #[test]
+fn docker_schema_2_images_pull_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixtures::umoci_two_layer_image(dir.path());
+    let registry = Registry::start();
+    registry.push_as_docker(&layout, "v1", "docker:1");
+    let root = dir.path().join("root");
+    let name = format!("{}/docker:1", registry.host());
+
+    ok(berth(&root).args(["image", "pull", "-q", "--insecure", &name]));
+
+    let image = recorded(&root, &name).expect("the image is recorded");
+    let manifest = blob_path(&root, image["manifest"].as_str().unwrap());
+    let manifest: Value = serde_json::from_slice(&fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(image["layers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn second_pull_of_the_same_image_downloads_no_blob() {
     let dir = tempfile::tempdir().unwrap();
     let layout = fixtures::umoci_two_layer_image(dir.path());

@@ -61,14 +61,23 @@ impl Registry {
         self.port
     }
 
-    /// Pushes the image tagged `tag` in the OCI layout `layout` as `NAME:TAG` (`name`).
+    /// Pushes the image tagged `tag` in the OCI layout `layout` as `NAME:TAG` (`name`), as is.
     pub fn push(&self, layout: &Path, tag: &str, name: &str) {
+        self.push_with(layout, tag, name, &["--all"]);
+    }
+
+    /// Pushes like [`Registry::push`], converted to docker's v2 schema 2 manifest format.
+    pub fn push_as_docker(&self, layout: &Path, tag: &str, name: &str) {
+        self.push_with(layout, tag, name, &["--format", "v2s2"]);
+    }
+
+    fn push_with(&self, layout: &Path, tag: &str, name: &str, options: &[&str]) {
         let from = format!("oci:{}:{tag}", layout.display());
         let to = format!("docker://{}/{name}", self.host());
-        tool(
-            "skopeo",
-            &["copy", "-q", "--all", "--dest-tls-verify=false", &from, &to],
-        );
+        let mut args = vec!["copy", "-q", "--dest-tls-verify=false"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&[&from, &to]);
+        tool("skopeo", &args);
     }
 
     /// The file holding blob `hex` in the registry's storage.

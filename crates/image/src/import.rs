@@ -171,22 +171,7 @@ fn import_plan(
 ) -> Result<ImageRecord> {
     let (config_digest, config_size) =
         copy_blob(staging, source, &plan.config, "config", progress)?;
-    let config_bytes = staging.read_small(&config_digest, "config", MAX_METADATA_BYTES)?;
-    let config: ImageConfiguration =
-        archive::parse_json("image config", &config_digest.to_string(), &config_bytes)?;
-    let diff_ids = config
-        .rootfs()
-        .diff_ids()
-        .iter()
-        .map(|d| d.parse::<Digest>())
-        .collect::<Result<Vec<_>, _>>()?;
-    if diff_ids.len() != plan.layers.len() {
-        return Err(Error::LayerCountMismatch {
-            config: config_digest,
-            diff_ids: diff_ids.len(),
-            layers: plan.layers.len(),
-        });
-    }
+    let (config, diff_ids) = read_config(staging, &config_digest, plan.layers.len())?;
     let mut layers = Vec::with_capacity(plan.layers.len());
     for (layer, diff_id) in plan.layers.iter().zip(diff_ids) {
         let (digest, size) = copy_blob(staging, source, layer, "layer", progress)?;
@@ -206,14 +191,57 @@ fn import_plan(
         Some(bytes) => staging.stage_blob(&bytes[..], None)?.0,
         None => write_manifest(staging, &config_digest, config_size, &layers)?,
     };
-    let unpacked = staging.unpack_layers(&layers, progress)?;
-    Ok(record(
+    assemble(
+        staging,
         config_digest,
-        manifest,
-        plan.names,
-        unpacked,
         &config,
-    ))
+        manifest,
+        &layers,
+        plan.names,
+        progress,
+    )
+}
+
+/// Reads an image config staged (or stored) as `digest` and checks that it lists one diff_id
+/// for each of the manifest's `layers` layers. Returns the config and its diff_ids.
+pub(crate) fn read_config(
+    staging: &Staging<'_>,
+    digest: &Digest,
+    layers: usize,
+) -> Result<(ImageConfiguration, Vec<Digest>)> {
+    let bytes = staging.read_small(digest, "config", MAX_METADATA_BYTES)?;
+    let config: ImageConfiguration =
+        archive::parse_json("image config", &digest.to_string(), &bytes)?;
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| d.parse::<Digest>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if diff_ids.len() != layers {
+        return Err(Error::LayerCountMismatch {
+            config: digest.clone(),
+            diff_ids: diff_ids.len(),
+            layers,
+        });
+    }
+    Ok((config, diff_ids))
+}
+
+/// The step every way into the store shares once an image's config, manifest and layer blobs
+/// are staged and verified: unpack the layers (each checked against its diff_id) and make the
+/// image's index record, to be committed with the transaction.
+pub(crate) fn assemble(
+    staging: &mut Staging<'_>,
+    id: Digest,
+    config: &ImageConfiguration,
+    manifest: Digest,
+    layers: &[LayerBlob],
+    names: Vec<ImageRef>,
+    progress: &dyn Progress,
+) -> Result<ImageRecord> {
+    let unpacked = staging.unpack_layers(layers, progress)?;
+    Ok(record(id, manifest, names, unpacked, config))
 }
 
 /// Stages one blob of the archive, verified when the archive names its digest. Returns its

@@ -109,4 +109,9 @@ impl Layout {
     pub fn ingest_dir(&self) -> PathBuf {
         self.root.join("ingest")
     }
+
+    /// The partial (or complete, not yet published) download of blob `digest`.
+    pub fn ingest(&self, digest: &Digest) -> PathBuf {
+        self.ingest_dir().join(digest.hex())
+    }
 }

@@ -85,7 +85,8 @@ impl<'s> Staging<'s> {
         Ok((digest, size))
     }
 
-    /// Takes over a file the caller wrote (synced, in this scratch area) as the blob `digest`.
+    /// Takes over a file the caller wrote and verified as the blob `digest`: in this scratch
+    /// area, or a finished download in the store's `ingest/` (same filesystem).
     pub fn adopt_blob(&mut self, digest: Digest, path: PathBuf) {
         self.blobs.insert(digest, path);
     }

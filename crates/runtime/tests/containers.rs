@@ -1,0 +1,473 @@
+//! Real containers, as root: each test builds a fresh busybox rootfs, runs a container with a
+//! unique id through libcontainer, and checks a guarantee berth gives its users.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_runtime::{
+    Bundle, BundleError, CGROUP_PARENT, ContainerDriver, ExitStatus, HostFacts, LibcontainerDriver,
+    LimitError, MemoryLimit, RunOptions, SpecInput, Stdio, UserDb, build_spec, run_to_exit,
+};
+use berth_types::ContainerId;
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+/// A container's files (rootfs, bundle, state, output) in a temp dir; deleting the container
+/// and the directory on drop.
+struct Sandbox {
+    dir: TempDir,
+    id: ContainerId,
+    driver: LibcontainerDriver,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-runtime-test")
+            .tempdir()
+            .expect("temp dir");
+        let mut random = [0u8; 32];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .expect("random bytes");
+        let driver = LibcontainerDriver::new(&dir.path().join("state")).expect("state root");
+        let sandbox = Self {
+            dir,
+            id: ContainerId::from_random_bytes(random),
+            driver,
+        };
+        sandbox.make_busybox_rootfs();
+        sandbox
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    fn bundle_dir(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn output_path(&self) -> PathBuf {
+        self.dir.path().join("output")
+    }
+
+    /// busybox-static as /bin/busybox plus a symlink per applet, and a passwd/group.
+    fn make_busybox_rootfs(&self) {
+        let rootfs = self.rootfs();
+        for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "root"] {
+            std::fs::create_dir_all(rootfs.join(dir)).expect("rootfs dir");
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+        let installed = Command::new("chroot")
+            .arg(&rootfs)
+            .args(["/bin/busybox", "--install", "-s"])
+            .status()
+            .expect("run chroot");
+        assert!(installed.success(), "busybox --install failed");
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )
+        .expect("passwd");
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+    }
+
+    /// Writes the bundle for `options` running `cmd`.
+    fn bundle(&self, mut options: RunOptions, cmd: &[&str]) -> Result<Bundle, BundleError> {
+        options.cmd = cmd.iter().map(|s| (*s).to_owned()).collect();
+        let host = HostFacts::detect().expect("host facts");
+        let rootfs = self.rootfs();
+        let users = UserDb::load(&rootfs).expect("user db");
+        let spec = build_spec(&SpecInput {
+            id: &self.id,
+            rootfs: &rootfs,
+            image: None,
+            options: &options,
+            users: &users,
+            host: &host,
+        })
+        .expect("spec");
+        Bundle::write(&self.bundle_dir(), &spec)
+    }
+
+    /// stdout and stderr both to the output file.
+    fn stdio(&self) -> Stdio {
+        let out = File::create(self.output_path()).expect("output file");
+        let err = out.try_clone().expect("dup output");
+        Stdio {
+            stdin: None,
+            stdout: Some(OwnedFd::from(out)),
+            stderr: Some(OwnedFd::from(err)),
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.output_path()).unwrap_or_default()
+    }
+
+    /// Runs `cmd` to its end; returns its exit and everything it printed.
+    fn run(&self, options: RunOptions, cmd: &[&str]) -> (ExitStatus, String) {
+        let bundle = self.bundle(options, cmd).expect("bundle");
+        let exit = run_to_exit(&self.driver, &self.id, bundle.dir(), self.stdio()).expect("run");
+        (exit, self.output())
+    }
+
+    /// Creates and starts `cmd`, leaving it running.
+    fn start(&self, options: RunOptions, cmd: &[&str]) {
+        let bundle = self.bundle(options, cmd).expect("bundle");
+        self.driver
+            .create(&self.id, bundle.dir(), self.stdio())
+            .expect("create");
+        self.driver.start(&self.id).expect("start");
+    }
+
+    /// Where the container's cgroup would be in each hierarchy that limits it.
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let relative = format!("{}/{}", CGROUP_PARENT.trim_start_matches('/'), self.id);
+        let root = Path::new("/sys/fs/cgroup");
+        if root.join("cgroup.controllers").exists() {
+            return vec![root.join(relative)];
+        }
+        [
+            "memory",
+            "cpu,cpuacct",
+            "pids",
+            "blkio",
+            "devices",
+            "freezer",
+        ]
+        .iter()
+        .map(|c| root.join(c).join(&relative))
+        .collect()
+    }
+
+    /// Asserts no state dir, cgroup or mount of this container is left.
+    fn assert_nothing_left(&self) {
+        let state = self.driver.state_dir(&self.id);
+        assert!(!state.exists(), "state dir {} left", state.display());
+        for dir in self.cgroup_dirs() {
+            assert!(!dir.exists(), "cgroup {} left", dir.display());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let rootfs = self.rootfs().display().to_string();
+        assert!(!mounts.contains(&rootfs), "a mount under {rootfs} is left");
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.driver.delete(&self.id);
+    }
+}
+
+fn options() -> RunOptions {
+    RunOptions::default()
+}
+
+#[test]
+fn exit_code_of_the_command_is_returned() {
+    let sandbox = Sandbox::new();
+    let (exit, _) = sandbox.run(options(), &["sh", "-c", "exit 3"]);
+    assert_eq!(
+        exit,
+        ExitStatus {
+            code: 3,
+            oom_killed: false
+        }
+    );
+}
+
+#[test]
+fn container_pid_1_is_its_own_process() {
+    let sandbox = Sandbox::new();
+    let (exit, out) = sandbox.run(
+        options(),
+        &["sh", "-c", "echo pid=$$; cat /proc/1/comm; echo"],
+    );
+    assert_eq!(exit.code, 0, "{out}");
+    assert_eq!(out, "pid=1\nsh\n\n");
+}
+
+#[test]
+fn container_has_its_own_hostname() {
+    let sandbox = Sandbox::new();
+    let named = RunOptions {
+        hostname: Some("berth-test".parse().expect("hostname")),
+        ..options()
+    };
+    let (_, out) = sandbox.run(named, &["hostname"]);
+    assert_eq!(out, "berth-test\n");
+    let host = nix::unistd::gethostname().expect("host hostname");
+    assert_ne!(host.to_string_lossy(), "berth-test");
+}
+
+#[test]
+fn host_processes_are_not_visible() {
+    let sandbox = Sandbox::new();
+    let (_, out) = sandbox.run(options(), &["sh", "-c", "ls -d /proc/[0-9]*"]);
+    let pids: Vec<&str> = out.lines().collect();
+    assert!(pids.contains(&"/proc/1"), "{out}");
+    assert!(pids.len() <= 3, "only the container's processes: {out}");
+}
+
+#[test]
+fn proc_kcore_and_other_host_leaks_are_masked_and_proc_is_read_only() {
+    let sandbox = Sandbox::new();
+    // /proc/kcore exists only on kernels built with it; where it does, it must read empty.
+    let leaks = [
+        "/proc/kcore",
+        "/proc/interrupts",
+        "/proc/keys",
+        "/proc/timer_list",
+    ];
+    let script = format!(
+        "for f in {}; do [ -e $f ] && echo \"$f $(wc -c < $f)\"; done; \
+         echo 1 > /proc/sys/kernel/ns_last_pid && echo wrote-proc; true",
+        leaks.join(" ")
+    );
+    let (_, out) = sandbox.run(options(), &["sh", "-c", &script]);
+    let expected: String = leaks
+        .iter()
+        .filter(|f| Path::new(f).exists())
+        .map(|f| format!("{f} 0\n"))
+        .collect();
+    assert!(out.starts_with(&expected), "masked files read empty: {out}");
+    assert!(!out.contains("wrote-proc"), "{out}");
+    let interrupts = std::fs::read_to_string("/proc/interrupts").expect("host interrupts");
+    assert!(
+        !interrupts.is_empty(),
+        "the host's file is not empty, so masking is what hides it"
+    );
+}
+
+#[test]
+fn docker_default_capabilities_no_new_privs_and_seccomp_apply() {
+    let sandbox = Sandbox::new();
+    let (_, out) = sandbox.run(
+        options(),
+        &[
+            "grep",
+            "-E",
+            "^(CapEff|CapBnd|NoNewPrivs|Seccomp):",
+            "/proc/self/status",
+        ],
+    );
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Docker's set; without CAP_MKNOD (bit 27) where the device cgroup is not enforced.
+    let docker_caps = if HostFacts::detect().expect("host").device_cgroup_enforced() {
+        "00000000a80425fb"
+    } else {
+        "00000000a00425fb"
+    };
+    assert_eq!(field("CapEff:"), docker_caps, "{out}");
+    assert_eq!(field("CapBnd:"), docker_caps, "{out}");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+}
+
+#[test]
+fn user_flag_runs_the_command_as_that_user() {
+    let sandbox = Sandbox::new();
+    let nobody = RunOptions {
+        user: Some("nobody".parse().expect("user")),
+        ..options()
+    };
+    let (_, out) = sandbox.run(
+        nobody,
+        &["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"],
+    );
+    assert_eq!(out, "65534\n65534\nCapEff:\t0000000000000000\n");
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let sandbox = Sandbox::new();
+    let (_, out) = sandbox.run(options(), &["ls", "/sys/class/net"]);
+    assert_eq!(out, "lo\n");
+}
+
+#[test]
+fn oom_kill_is_reported() {
+    let sandbox = Sandbox::new();
+    let limited = RunOptions {
+        memory: Some("32m".parse().expect("memory")),
+        ..options()
+    };
+    // awk doubles a string until the 32 MiB limit is hit.
+    let (exit, out) = sandbox.run(limited, &["awk", "BEGIN { s = \"x\"; while (1) s = s s }"]);
+    assert_eq!(
+        exit,
+        ExitStatus {
+            code: 137,
+            oom_killed: true
+        },
+        "{out}"
+    );
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn fork_bomb_is_contained_by_the_pids_limit() {
+    let sandbox = Sandbox::new();
+    let limited = RunOptions {
+        pids_limit: Some("64".parse().expect("pids")),
+        ..options()
+    };
+    sandbox.start(
+        limited,
+        &["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 60"],
+    );
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        let stats = sandbox.driver.stats(&sandbox.id).expect("stats");
+        assert_eq!(stats.pids_limit, Some(64));
+        most = most.max(stats.pids);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(most > 16 && most <= 64, "pids in the container: {most}");
+    let host_still_forks = Command::new("true").status().expect("host fork");
+    assert!(host_still_forks.success());
+    sandbox.driver.delete(&sandbox.id).expect("delete");
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
+    let sandbox = Sandbox::new();
+    let limited = RunOptions {
+        cpus: Some("0.5".parse().expect("cpus")),
+        ..options()
+    };
+    sandbox.start(limited, &["sh", "-c", "while :; do :; done"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let used = || {
+        sandbox
+            .driver
+            .stats(&sandbox.id)
+            .expect("stats")
+            .cpu_usage_ns
+    };
+    let (start, first) = (Instant::now(), used());
+    std::thread::sleep(Duration::from_millis(2500));
+    let (elapsed, last) = (start.elapsed(), used());
+    let cpus = (last - first) as f64 / elapsed.as_nanos() as f64;
+    assert!(
+        (0.4..=0.6).contains(&cpus),
+        "busy loop got {cpus:.3} CPU-s/s"
+    );
+    sandbox
+        .driver
+        .kill(&sandbox.id, Signal::SIGKILL)
+        .expect("kill");
+    assert_eq!(sandbox.driver.wait(&sandbox.id).expect("wait").code, 137);
+    sandbox.driver.delete(&sandbox.id).expect("delete");
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes_except_to_tmpfs() {
+    let sandbox = Sandbox::new();
+    let read_only = RunOptions {
+        read_only: true,
+        tmpfs: vec!["/tmp".parse().expect("tmpfs")],
+        ..options()
+    };
+    let script = "touch /root/x || echo refused; touch /tmp/x && echo tmpfs-ok";
+    let (_, out) = sandbox.run(read_only, &["sh", "-c", script]);
+    assert!(out.contains("refused") && out.contains("tmpfs-ok"), "{out}");
+    assert!(!sandbox.rootfs().join("root/x").exists());
+}
+
+#[test]
+fn bind_volumes_share_host_files_and_ro_volumes_refuse_writes() {
+    let sandbox = Sandbox::new();
+    let shared = sandbox.dir.path().join("shared");
+    let readonly = sandbox.dir.path().join("readonly");
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    std::fs::create_dir_all(&readonly).expect("readonly dir");
+    std::fs::write(shared.join("in"), "from-host\n").expect("host file");
+    let with_volumes = RunOptions {
+        volumes: vec![
+            format!("{}:/data", shared.display())
+                .parse()
+                .expect("volume"),
+            format!("{}:/ro:ro", readonly.display())
+                .parse()
+                .expect("volume"),
+        ],
+        ..options()
+    };
+    let script = "cat /data/in; echo from-container > /data/out; touch /ro/x || echo refused";
+    let (_, out) = sandbox.run(with_volumes, &["sh", "-c", script]);
+    assert!(
+        out.starts_with("from-host\n") && out.contains("refused"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("out")).expect("written by the container"),
+        "from-container\n"
+    );
+    assert!(!readonly.join("x").exists());
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn deleted_container_leaves_no_cgroup_mount_or_state() {
+    let sandbox = Sandbox::new();
+    let limited = RunOptions {
+        memory: Some("64m".parse().expect("memory")),
+        pids_limit: Some("32".parse().expect("pids")),
+        ..options()
+    };
+    let (exit, _) = sandbox.run(limited, &["true"]);
+    assert_eq!(exit.code, 0);
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn invalid_memory_size_is_a_clear_error() {
+    let err = "32x".parse::<MemoryLimit>().expect_err("32x is not a size");
+    assert!(matches!(err, LimitError::MemorySize(_)));
+    assert_eq!(
+        err.to_string(),
+        "invalid memory limit: invalid size \"32x\": expected a number with an optional unit b, k, m, g, t or p (e.g. 32m)"
+    );
+}
+
+#[test]
+fn missing_volume_host_path_is_a_clear_error_and_leaves_nothing() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.dir.path().join("no-such-dir");
+    let with_volume = RunOptions {
+        volumes: vec![
+            format!("{}:/data", missing.display())
+                .parse()
+                .expect("volume"),
+        ],
+        ..options()
+    };
+    let err = sandbox
+        .bundle(with_volume, &["true"])
+        .expect_err("missing source");
+    assert!(
+        err.to_string().contains(&format!(
+            "volume source {} does not exist",
+            missing.display()
+        )),
+        "{err}"
+    );
+    assert!(!sandbox.bundle_dir().join("config.json").exists());
+    sandbox.assert_nothing_left();
+}

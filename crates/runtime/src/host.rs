@@ -1,6 +1,8 @@
 //! What the spec builder needs to know about the host, gathered once by [`HostFacts::detect`]
 //! so that building a spec stays a pure function.
 
+use std::path::Path;
+
 use libcgroups::common::{CgroupSetup, get_cgroup_setup};
 
 /// Which cgroup hierarchy limits containers on this host.
@@ -23,6 +25,9 @@ pub struct HostFacts {
     pub nofile_hard: u64,
     /// The host's hostname, which `--network host` containers keep, as docker does.
     pub hostname: String,
+    /// Whether the kernel offers a proportional block I/O weight (`blkio.weight` or
+    /// `blkio.bfq.weight` on v1: only with the CFQ or BFQ scheduler).
+    pub blkio_weight: bool,
 }
 
 /// Why the host's facts can not be read.
@@ -54,11 +59,18 @@ impl HostFacts {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default();
+        let blkio_weight = match cgroup {
+            CgroupVersion::V1 => ["blkio.weight", "blkio.bfq.weight"]
+                .iter()
+                .any(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists()),
+            CgroupVersion::V2 => true,
+        };
         Ok(Self {
             cgroup,
             online_cpus,
             nofile_hard,
             hostname,
+            blkio_weight,
         })
     }
 
@@ -86,6 +98,7 @@ mod tests {
             online_cpus: 2,
             nofile_hard: 20_000,
             hostname: "h".into(),
+            blkio_weight: true,
         };
         assert_eq!(host.container_nofile(), 20_000);
         host.nofile_hard = u64::MAX;

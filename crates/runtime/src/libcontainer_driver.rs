@@ -7,7 +7,7 @@
 //! which must reap it — [`ContainerDriver::wait`] does. The clones run Rust code of the
 //! caller's image before they exec the user's command, so the caller should be
 //! single-threaded (berth's future per-container supervisor is); see
-//! docs/adr/0003-runtime-libcontainer.md.
+//! docs/adr/0010-runtime-libcontainer.md.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};

@@ -45,6 +45,10 @@ pub enum SpecError {
         requested: String,
         online: u32,
     },
+    #[error(
+        "container {id}: --blkio-weight is not supported here: the kernel offers no block I/O weight (needs the BFQ or CFQ I/O scheduler on cgroup v1)"
+    )]
+    BlkioWeightUnsupported { id: ContainerId },
     #[error("container {id}: duplicate mount point {path}")]
     DuplicateMount { id: ContainerId, path: PathBuf },
     #[error("container {id}: cannot assemble the runtime spec: {source}")]
@@ -88,6 +92,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             requested: cpus.to_string(),
             online: input.host.online_cpus,
         });
+    }
+    if input.options.blkio_weight.is_some() && !input.host.blkio_weight {
+        return Err(SpecError::BlkioWeightUnsupported { id: id.clone() });
     }
     let user = resolve_user(input)?;
     let hostname = hostname(input);

@@ -18,6 +18,7 @@ fn host() -> HostFacts {
         online_cpus: 2,
         nofile_hard: 20_000,
         hostname: "node-1".into(),
+        blkio_weight: true,
     }
 }
 
@@ -442,4 +443,24 @@ fn two_mounts_on_one_path_are_refused() {
     )
     .unwrap_err();
     assert!(matches!(err, SpecError::DuplicateMount { .. }), "{err}");
+}
+
+#[test]
+fn blkio_weight_is_refused_where_the_kernel_has_no_weight_policy() {
+    let no_weight = HostFacts {
+        blkio_weight: false,
+        ..host()
+    };
+    let options = RunOptions {
+        blkio_weight: Some("300".parse::<BlkioWeight>().unwrap()),
+        ..RunOptions::default()
+    };
+    let err = build_with(
+        Some(&busybox_image()),
+        &options,
+        &no_weight,
+        &UserDb::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--blkio-weight"), "{err}");
 }

@@ -471,3 +471,113 @@ fn missing_volume_host_path_is_a_clear_error_and_leaves_nothing() {
     assert!(!sandbox.bundle_dir().join("config.json").exists());
     sandbox.assert_nothing_left();
 }
+
+#[test]
+fn stats_report_memory_usage_and_limit() {
+    let sandbox = Sandbox::new();
+    let limited = RunOptions {
+        memory: Some("64m".parse().expect("memory")),
+        ..options()
+    };
+    sandbox.start(limited, &["sleep", "30"]);
+    let stats = sandbox.driver.stats(&sandbox.id).expect("stats");
+    assert_eq!(stats.memory_limit, Some(64 << 20));
+    assert!(stats.memory_usage > 0, "{stats:?}");
+    assert!(stats.pids >= 1, "{stats:?}");
+    assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+    sandbox.driver.delete(&sandbox.id).expect("delete");
+    sandbox.assert_nothing_left();
+}
+
+/// The first disk of the host, as `/dev/NAME` with its number, if there is one.
+fn host_disk() -> Option<(PathBuf, String)> {
+    std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(['l', 'r', 'z']))
+        .find_map(|e| {
+            let number = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            let path = Path::new("/dev").join(e.file_name());
+            path.exists().then(|| (path, number.trim().to_owned()))
+        })
+}
+
+#[test]
+fn device_read_and_write_bps_are_applied_to_the_cgroup() {
+    let Some((disk, number)) = host_disk() else {
+        eprintln!("no block device on this host; nothing to throttle");
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let rate = |r: &str| {
+        berth_runtime::DeviceRate::resolve(&format!("{}:{r}", disk.display())).expect("rate")
+    };
+    let throttled = RunOptions {
+        device_read_bps: vec![rate("1mb")],
+        device_write_bps: vec![rate("2mb")],
+        ..options()
+    };
+    sandbox.start(throttled, &["sleep", "30"]);
+    let dirs = sandbox.cgroup_dirs();
+    let read_file = |file: &str| std::fs::read_to_string(file).expect("cgroup throttle file");
+    let (read, write) = match dirs.iter().find(|d| d.starts_with("/sys/fs/cgroup/blkio")) {
+        Some(blkio) => (
+            read_file(&format!(
+                "{}/blkio.throttle.read_bps_device",
+                blkio.display()
+            )),
+            read_file(&format!(
+                "{}/blkio.throttle.write_bps_device",
+                blkio.display()
+            )),
+        ),
+        None => {
+            let max = read_file(&format!("{}/io.max", dirs[0].display()));
+            (max.clone(), max)
+        }
+    };
+    assert!(
+        read.contains(&format!("{number} 1048576"))
+            || read.contains(&format!("{number} rbps=1048576")),
+        "{read}"
+    );
+    assert!(
+        write.contains(&format!("{number} 2097152")) || write.contains("wbps=2097152"),
+        "{write}"
+    );
+    sandbox.driver.delete(&sandbox.id).expect("delete");
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn blkio_weight_is_applied_or_refused_with_a_clear_error() {
+    let sandbox = Sandbox::new();
+    let weighted = RunOptions {
+        blkio_weight: Some("300".parse().expect("weight")),
+        ..options()
+    };
+    let host = HostFacts::detect().expect("host facts");
+    if host.blkio_weight {
+        let (exit, out) = sandbox.run(weighted, &["true"]);
+        assert_eq!(exit.code, 0, "{out}");
+    } else {
+        let rootfs = sandbox.rootfs();
+        let err = build_spec(&SpecInput {
+            id: &sandbox.id,
+            rootfs: &rootfs,
+            image: None,
+            options: &RunOptions {
+                cmd: vec!["true".into()],
+                ..weighted
+            },
+            users: &UserDb::default(),
+            host: &host,
+        })
+        .expect_err("no weight policy on this host");
+        assert!(
+            err.to_string().contains("--blkio-weight is not supported"),
+            "{err}"
+        );
+    }
+    sandbox.assert_nothing_left();
+}

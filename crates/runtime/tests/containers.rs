@@ -1,173 +1,20 @@
 //! Real containers, as root: each test builds a fresh busybox rootfs, runs a container with a
 //! unique id through libcontainer, and checks a guarantee berth gives its users.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+mod sandbox;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_runtime::{
-    Bundle, BundleError, CGROUP_PARENT, ContainerDriver, ExitStatus, HostFacts, LibcontainerDriver,
-    LimitError, MemoryLimit, RunOptions, SpecInput, Stdio, UserDb, build_spec, run_to_exit,
+    ContainerDriver, DriverError, ExitStatus, HostFacts, LimitError, MemoryLimit, RunOptions,
+    SpecInput, Stdio, UserDb, build_spec, run_to_exit,
 };
 use berth_types::ContainerId;
 use nix::sys::signal::Signal;
-use tempfile::TempDir;
-
-/// A container's files (rootfs, bundle, state, output) in a temp dir; deleting the container
-/// and the directory on drop.
-struct Sandbox {
-    dir: TempDir,
-    id: ContainerId,
-    driver: LibcontainerDriver,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-runtime-test")
-            .tempdir()
-            .expect("temp dir");
-        let mut random = [0u8; 32];
-        File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut random))
-            .expect("random bytes");
-        let driver = LibcontainerDriver::new(&dir.path().join("state")).expect("state root");
-        let sandbox = Self {
-            dir,
-            id: ContainerId::from_random_bytes(random),
-            driver,
-        };
-        sandbox.make_busybox_rootfs();
-        sandbox
-    }
-
-    fn rootfs(&self) -> PathBuf {
-        self.dir.path().join("rootfs")
-    }
-
-    fn bundle_dir(&self) -> PathBuf {
-        self.dir.path().join("bundle")
-    }
-
-    fn output_path(&self) -> PathBuf {
-        self.dir.path().join("output")
-    }
-
-    /// busybox-static as /bin/busybox plus a symlink per applet, and a passwd/group.
-    fn make_busybox_rootfs(&self) {
-        let rootfs = self.rootfs();
-        for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "root"] {
-            std::fs::create_dir_all(rootfs.join(dir)).expect("rootfs dir");
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
-        let installed = Command::new("chroot")
-            .arg(&rootfs)
-            .args(["/bin/busybox", "--install", "-s"])
-            .status()
-            .expect("run chroot");
-        assert!(installed.success(), "busybox --install failed");
-        std::fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        )
-        .expect("passwd");
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
-    }
-
-    /// Writes the bundle for `options` running `cmd`.
-    fn bundle(&self, mut options: RunOptions, cmd: &[&str]) -> Result<Bundle, BundleError> {
-        options.cmd = cmd.iter().map(|s| (*s).to_owned()).collect();
-        let host = HostFacts::detect().expect("host facts");
-        let rootfs = self.rootfs();
-        let users = UserDb::load(&rootfs).expect("user db");
-        let spec = build_spec(&SpecInput {
-            id: &self.id,
-            rootfs: &rootfs,
-            image: None,
-            options: &options,
-            users: &users,
-            host: &host,
-        })
-        .expect("spec");
-        Bundle::write(&self.bundle_dir(), &spec)
-    }
-
-    /// stdout and stderr both to the output file.
-    fn stdio(&self) -> Stdio {
-        let out = File::create(self.output_path()).expect("output file");
-        let err = out.try_clone().expect("dup output");
-        Stdio {
-            stdin: None,
-            stdout: Some(OwnedFd::from(out)),
-            stderr: Some(OwnedFd::from(err)),
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(self.output_path()).unwrap_or_default()
-    }
-
-    /// Runs `cmd` to its end; returns its exit and everything it printed.
-    fn run(&self, options: RunOptions, cmd: &[&str]) -> (ExitStatus, String) {
-        let bundle = self.bundle(options, cmd).expect("bundle");
-        let exit = run_to_exit(&self.driver, &self.id, bundle.dir(), self.stdio()).expect("run");
-        (exit, self.output())
-    }
-
-    /// Creates and starts `cmd`, leaving it running.
-    fn start(&self, options: RunOptions, cmd: &[&str]) {
-        let bundle = self.bundle(options, cmd).expect("bundle");
-        self.driver
-            .create(&self.id, bundle.dir(), self.stdio())
-            .expect("create");
-        self.driver.start(&self.id).expect("start");
-    }
-
-    /// Where the container's cgroup would be in each hierarchy that limits it.
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let relative = format!("{}/{}", CGROUP_PARENT.trim_start_matches('/'), self.id);
-        let root = Path::new("/sys/fs/cgroup");
-        if root.join("cgroup.controllers").exists() {
-            return vec![root.join(relative)];
-        }
-        [
-            "memory",
-            "cpu,cpuacct",
-            "pids",
-            "blkio",
-            "devices",
-            "freezer",
-        ]
-        .iter()
-        .map(|c| root.join(c).join(&relative))
-        .collect()
-    }
-
-    /// Asserts no state dir, cgroup or mount of this container is left.
-    fn assert_nothing_left(&self) {
-        let state = self.driver.state_dir(&self.id);
-        assert!(!state.exists(), "state dir {} left", state.display());
-        for dir in self.cgroup_dirs() {
-            assert!(!dir.exists(), "cgroup {} left", dir.display());
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        let rootfs = self.rootfs().display().to_string();
-        assert!(!mounts.contains(&rootfs), "a mount under {rootfs} is left");
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.driver.delete(&self.id);
-    }
-}
-
-fn options() -> RunOptions {
-    RunOptions::default()
-}
+use oci_spec::image::ConfigBuilder;
+use sandbox::{Sandbox, host_disk, options, random_bytes};
 
 #[test]
 fn exit_code_of_the_command_is_returned() {
@@ -489,19 +336,6 @@ fn stats_report_memory_usage_and_limit() {
     sandbox.assert_nothing_left();
 }
 
-/// The first disk of the host, as `/dev/NAME` with its number, if there is one.
-fn host_disk() -> Option<(PathBuf, String)> {
-    std::fs::read_dir("/sys/block")
-        .ok()?
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with(['l', 'r', 'z']))
-        .find_map(|e| {
-            let number = std::fs::read_to_string(e.path().join("dev")).ok()?;
-            let path = Path::new("/dev").join(e.file_name());
-            path.exists().then(|| (path, number.trim().to_owned()))
-        })
-}
-
 #[test]
 fn device_read_and_write_bps_are_applied_to_the_cgroup() {
     let Some((disk, number)) = host_disk() else {
@@ -580,4 +414,135 @@ fn blkio_weight_is_applied_or_refused_with_a_clear_error() {
         );
     }
     sandbox.assert_nothing_left();
+}
+
+#[test]
+fn runc_runs_the_same_bundle_with_the_same_isolation() {
+    let sandbox = Sandbox::new();
+    let script = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+                  hostname; ls /sys/class/net; ulimit -n; echo pid=$$; \
+                  wc -c < /proc/timer_list; unshare -U true 2>/dev/null || echo no-userns";
+    let (exit, berth) = sandbox.run(options(), &["sh", "-c", script]);
+    assert_eq!(exit.code, 0, "{berth}");
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(sandbox.dir.path().join("runc-state"))
+        .args(["run", "--bundle"])
+        .arg(sandbox.bundle_dir())
+        .arg(sandbox.id.as_str())
+        .output()
+        .expect("run runc");
+    let runc_out = String::from_utf8_lossy(&runc.stdout);
+    assert!(
+        runc.status.success(),
+        "runc: {}",
+        String::from_utf8_lossy(&runc.stderr)
+    );
+    assert_eq!(berth, runc_out);
+    assert!(
+        berth.contains("no-userns"),
+        "seccomp refuses unshare: {berth}"
+    );
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn image_config_sets_command_env_workdir_and_user() {
+    let sandbox = Sandbox::new();
+    let image = ConfigBuilder::default()
+        .entrypoint(vec!["sh".to_owned(), "-c".to_owned()])
+        .cmd(vec![
+            "echo \"$GREETING $(id -u):$(id -g) $(pwd)\"".to_owned(),
+        ])
+        .env(vec!["GREETING=hello".to_owned()])
+        .working_dir("/tmp")
+        .user("nobody")
+        .build()
+        .expect("image config");
+    let bundle = sandbox
+        .bundle_with_image(Some(&image), options())
+        .expect("bundle");
+    let exit =
+        run_to_exit(&sandbox.driver, &sandbox.id, bundle.dir(), sandbox.stdio()).expect("run");
+    assert_eq!(exit.code, 0);
+    assert_eq!(sandbox.output(), "hello 65534:65534 /tmp\n");
+}
+
+#[test]
+fn host_network_shares_the_hosts_interfaces() {
+    let sandbox = Sandbox::new();
+    let host = RunOptions {
+        network: berth_runtime::NetworkMode::Host,
+        ..options()
+    };
+    let (_, out) = sandbox.run(host, &["ls", "/sys/class/net"]);
+    let mut host_interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("host interfaces")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host_interfaces.sort();
+    let mut seen: Vec<String> = out.lines().map(str::to_owned).collect();
+    seen.sort();
+    assert_eq!(seen, host_interfaces);
+}
+
+#[test]
+fn libcontainer_driver_keeps_the_driver_contract() {
+    let sandbox = Sandbox::new();
+    let bundle = sandbox.bundle(options(), &["sleep", "30"]).expect("bundle");
+    check_driver_contract(&sandbox.driver, bundle.dir(), &|| sandbox.stdio());
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn fake_driver_keeps_the_driver_contract() {
+    let fake = berth_runtime::FakeDriver::exiting_with(ExitStatus {
+        code: 0,
+        oom_killed: false,
+    });
+    check_driver_contract(&fake, Path::new("/nonexistent"), &Stdio::default);
+    assert_eq!(fake.live_containers(), 0);
+}
+
+/// The [`ContainerDriver`] contract, checked against a real and a fake driver alike: unknown
+/// ids are `NotFound` (but deleting one succeeds), an id cannot be created twice, and a killed
+/// container exits with 128 + the signal and is deleted for good.
+fn check_driver_contract(driver: &dyn ContainerDriver, bundle: &Path, stdio: &dyn Fn() -> Stdio) {
+    let id = ContainerId::from_random_bytes(random_bytes());
+    let unknown = ContainerId::from_random_bytes(random_bytes());
+    let not_found = |result: Result<(), DriverError>| {
+        assert!(
+            matches!(result, Err(DriverError::NotFound { .. })),
+            "{result:?}"
+        );
+    };
+    not_found(driver.start(&unknown));
+    not_found(driver.kill(&unknown, Signal::SIGTERM));
+    not_found(driver.wait(&unknown).map(drop));
+    not_found(driver.stats(&unknown).map(drop));
+    driver
+        .delete(&unknown)
+        .expect("deleting an unknown id succeeds");
+
+    driver.create(&id, bundle, stdio()).expect("create");
+    let twice = driver.create(&id, bundle, stdio());
+    assert!(
+        matches!(twice, Err(DriverError::Create { .. })),
+        "{twice:?}"
+    );
+    driver
+        .start(&id)
+        .expect("start after a refused second create");
+    driver.kill(&id, Signal::SIGKILL).expect("kill");
+    assert_eq!(
+        driver.wait(&id).expect("wait"),
+        ExitStatus {
+            code: 137,
+            oom_killed: false
+        }
+    );
+    driver.delete(&id).expect("delete");
+    driver.delete(&id).expect("delete again");
+    not_found(driver.stats(&id).map(drop));
 }

@@ -77,3 +77,55 @@ impl Bundle {
         &self.dir
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{MountBuilder, RootBuilder, SpecBuilder};
+
+    fn spec(rootfs: &Path, bind_source: Option<&Path>) -> Spec {
+        let mut builder =
+            SpecBuilder::default().root(RootBuilder::default().path(rootfs).build().expect("root"));
+        if let Some(source) = bind_source {
+            builder = builder.mounts(vec![
+                MountBuilder::default()
+                    .destination("/data")
+                    .typ("bind")
+                    .source(source)
+                    .build()
+                    .expect("mount"),
+            ]);
+        }
+        builder.build().expect("spec")
+    }
+
+    #[test]
+    fn bundle_holds_the_spec_as_config_json() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir(&rootfs).expect("rootfs");
+        let written = spec(&rootfs, Some(dir.path()));
+        let bundle = Bundle::write(&dir.path().join("bundle"), &written).expect("write");
+        let read = Spec::load(bundle.dir().join("config.json")).expect("load");
+        assert_eq!(read, written);
+    }
+
+    #[test]
+    fn missing_rootfs_or_volume_source_writes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bundle_dir = dir.path().join("bundle");
+        let missing = dir.path().join("missing");
+        let err = Bundle::write(&bundle_dir, &spec(&missing, None)).unwrap_err();
+        assert!(matches!(err, BundleError::MissingRootfs { .. }), "{err}");
+        let err = Bundle::write(&bundle_dir, &spec(dir.path(), Some(&missing))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "bundle {}: volume source {} does not exist on the host",
+                bundle_dir.display(),
+                missing.display()
+            )
+        );
+        assert!(!bundle_dir.exists());
+    }
+}

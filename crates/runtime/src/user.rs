@@ -135,14 +135,16 @@ impl UserDb {
     /// Reads `etc/passwd` and `etc/group` of `rootfs`; a missing file counts as empty.
     ///
     /// The files are read through the host's view of the rootfs, so an image whose
-    /// `/etc/passwd` is a symlink pointing outside it is read as empty.
+    /// `/etc` or `/etc/passwd` is a symlink (which could point outside it) is read as empty.
     pub fn load(rootfs: &Path) -> Result<Self, UserError> {
+        let not_a_symlink = |path: &Path| {
+            path.symlink_metadata()
+                .map(|m| !m.file_type().is_symlink())
+                .unwrap_or(false)
+        };
         let read = |name: &str| -> Result<String, UserError> {
             let path = rootfs.join("etc").join(name);
-            let is_inside = path
-                .symlink_metadata()
-                .map(|m| !m.file_type().is_symlink())
-                .unwrap_or(false);
+            let is_inside = not_a_symlink(&rootfs.join("etc")) && not_a_symlink(&path);
             if !is_inside {
                 return Ok(String::new());
             }
@@ -298,5 +300,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn symlinked_passwd_is_not_followed_out_of_the_rootfs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("outside");
+        std::fs::write(outside.join("passwd"), "evil:x:0:0::/:/bin/sh\n").expect("passwd");
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).expect("rootfs");
+        std::os::unix::fs::symlink(&outside, rootfs.join("etc")).expect("symlink");
+        let users = UserDb::load(&rootfs).expect("load");
+        assert_eq!(users, UserDb::default());
+
+        std::fs::remove_file(rootfs.join("etc")).expect("unlink");
+        std::fs::create_dir(rootfs.join("etc")).expect("etc");
+        std::fs::write(rootfs.join("etc/passwd"), "app:x:5:6::/:/bin/sh\n").expect("passwd");
+        let app = UserDb::load(&rootfs)
+            .expect("load")
+            .resolve(Some(&"app".parse().expect("spec")))
+            .expect("resolve");
+        assert_eq!((app.uid, app.gid), (5, 6));
     }
 }

@@ -546,3 +546,20 @@ fn check_driver_contract(driver: &dyn ContainerDriver, bundle: &Path, stdio: &dy
     driver.delete(&id).expect("delete again");
     not_found(driver.stats(&id).map(drop));
 }
+
+#[test]
+fn missing_command_is_a_clear_error_and_leaves_nothing() {
+    let sandbox = Sandbox::new();
+    let bundle = sandbox
+        .bundle(options(), &["/no/such/command"])
+        .expect("bundle");
+    let err = run_to_exit(&sandbox.driver, &sandbox.id, bundle.dir(), sandbox.stdio())
+        .expect_err("the command does not exist");
+    assert!(matches!(err, DriverError::Create { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("executable '/no/such/command' not found"),
+        "{err}"
+    );
+    sandbox.assert_nothing_left();
+}

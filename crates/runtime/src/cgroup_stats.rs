@@ -15,7 +15,8 @@ const UNLIMITED: u64 = 1 << 62;
 pub struct ContainerStats {
     /// CPU time used by all its processes, in nanoseconds.
     pub cpu_usage_ns: u64,
-    /// Memory in use, in bytes (page cache included, as the kernel counts it).
+    /// Memory in use, in bytes, as docker shows it: the cgroup's usage less its inactive file
+    /// cache (pages the kernel reclaims before it would OOM-kill).
     pub memory_usage: u64,
     /// The memory limit in bytes, `None` when unlimited.
     pub memory_limit: Option<u64>,
@@ -75,9 +76,15 @@ impl ContainerStats {
                 .map(|s| s.value)
                 .sum()
         };
+        // v1 reports the hierarchy's total as total_inactive_file, v2 as inactive_file.
+        let inactive_file = ["total_inactive_file", "inactive_file"]
+            .iter()
+            .find_map(|key| stats.memory.stats.get(*key))
+            .copied()
+            .unwrap_or(0);
         Self {
             cpu_usage_ns: stats.cpu.usage.usage_total,
-            memory_usage: stats.memory.memory.usage,
+            memory_usage: stats.memory.memory.usage.saturating_sub(inactive_file),
             memory_limit: limit(stats.memory.memory.limit),
             pids: stats.pids.current,
             pids_limit: limit(stats.pids.limit),
@@ -140,7 +147,8 @@ mod tests {
     fn unlimited_values_and_block_io_directions_are_reported_as_such() {
         let mut stats = Stats::default();
         stats.cpu.usage.usage_total = 7;
-        stats.memory.memory.usage = 100;
+        stats.memory.memory.usage = 140;
+        stats.memory.stats.insert("inactive_file".to_owned(), 40);
         stats.memory.memory.limit = u64::MAX;
         stats.pids.current = 3;
         stats.pids.limit = 64;

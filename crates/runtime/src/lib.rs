@@ -1,10 +1,26 @@
 //! berth's container runtime: turns an image's config and the user's `run` options into an OCI
 //! runtime spec, runs it with youki's libcontainer, and reads its cgroup accounting back.
 //!
-//! - [`build_spec`] is a pure function from image config, [`RunOptions`] and [`HostFacts`] to
-//!   an [`oci_spec::runtime::Spec`] with docker's isolation defaults.
+//! The pieces, in the order `berth run` uses them:
+//! - Flags are parsed at the edge into validated types ([`MemoryLimit`], [`Cpus`],
+//!   [`Volume`], [`UserSpec`], …) collected in [`RunOptions`]; each parse error names the input
+//!   and what was expected.
+//! - [`build_spec`] is a pure function from the image's config, [`RunOptions`], the rootfs's
+//!   users ([`UserDb`]) and [`HostFacts`] to an [`oci_spec::runtime::Spec`] with docker's
+//!   isolation: pid, mount, uts, ipc, cgroup and (unless `--network host`) net namespaces,
+//!   docker's capabilities, masked and read-only paths and an equivalent seccomp profile,
+//!   no_new_privs, read-only `/proc` and `/sys`, a minimal `/dev`, and rlimits within the
+//!   host's hard limits.
+//! - [`Bundle::write`] checks the rootfs and volume sources, then writes `config.json`.
+//! - A [`ContainerDriver`] runs the bundle: [`LibcontainerDriver`] for real (its caller owns
+//!   the container's init process; see docs/adr/0010), [`FakeDriver`] for tests without root.
+//!   [`run_to_exit`] reports the exit code and OOM kill and deletes the container, leaving no
+//!   cgroup, mount or state directory, on every path.
+//! - [`ContainerStats`] reads CPU, memory, pids and block I/O accounting on cgroup v1 or v2.
 //!
-//! Not here yet (issue #3): the per-container supervisor, restart policies, exec, tty.
+//! Not here yet (issue #3): the per-container supervisor (design in docs/adr/0013), restart
+//! policies, exec, tty and stdin attach, the v2 device cgroup (`CAP_MKNOD` is withheld on v2
+//! until then), and `/etc/hosts`/`resolv.conf` (with networking, #5).
 
 mod bundle;
 mod byte_size;

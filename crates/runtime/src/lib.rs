@@ -17,9 +17,11 @@
 //!   [`run_to_exit`] reports the exit code and OOM kill and deletes the container, leaving no
 //!   cgroup, mount or state directory, on every path.
 //! - [`ContainerStats`] reads CPU, memory, pids and block I/O accounting on cgroup v1 or v2.
+//! - [`RestartTracker::on_exit`] decides, purely, whether and when a container restarts under
+//!   its [`RestartPolicy`] (docker's policies, doubling backoff capped at a minute).
 //!
-//! Not here yet (issue #3): the per-container supervisor (design in docs/adr/0013), restart
-//! policies, exec, tty and stdin attach, the v2 device cgroup (`CAP_MKNOD` is withheld on v2
+//! Not here yet (issue #3): the per-container supervisor that runs the driver and the restart
+//! loop (design in docs/adr/0013), exec, tty and stdin attach, the v2 device cgroup (`CAP_MKNOD` is withheld on v2
 //! until then), and `/etc/hosts`/`resolv.conf` (with networking, #5).
 
 mod bundle;
@@ -34,6 +36,7 @@ mod libcontainer_driver;
 mod limits;
 mod mounts;
 mod options;
+mod restart;
 mod seccomp;
 mod seccomp_profile;
 mod spec;
@@ -53,6 +56,10 @@ pub use limits::{
 };
 pub use mounts::{ContainerPath, MountError, TmpfsMount, Volume};
 pub use options::{EnvVar, Hostname, NetworkMode, OptionError, RunOptions};
+pub use restart::{
+    BACKOFF_RESET_AFTER, ExitEvent, INITIAL_BACKOFF, MAX_BACKOFF, RestartDecision, RestartPolicy,
+    RestartPolicyError, RestartTracker,
+};
 pub use seccomp::default_profile;
 pub use spec::{SpecError, SpecInput, build_spec};
 pub use user::{IdRef, ResolvedUser, UserDb, UserError, UserSpec};

@@ -21,8 +21,9 @@
 //!   its [`RestartPolicy`] (docker's policies, doubling backoff capped at a minute).
 //!
 //! Not here yet (issue #3): the per-container supervisor that runs the driver and the restart
-//! loop (design in docs/adr/0013), exec, tty and stdin attach, the v2 device cgroup (`CAP_MKNOD` is withheld on v2
-//! until then), and `/etc/hosts`/`resolv.conf` (with networking, #5).
+//! loop (design in docs/adr/0013), exec, tty and stdin attach, the v2 device cgroup
+//! (`CAP_MKNOD` is withheld on v2 until then), and `/etc/hosts`/`resolv.conf` (with
+//! networking, #5).
 
 mod bundle;
 mod byte_size;

@@ -87,7 +87,9 @@ impl ContainerDriver for FakeDriver {
             });
         }
         containers.insert(id.clone(), FakeState::Created);
-        Ok(i32::try_from(containers.len()).unwrap_or(i32::MAX) + 1000)
+        Ok(i32::try_from(containers.len())
+            .unwrap_or(i32::MAX)
+            .saturating_add(1000))
     }
 
     fn start(&self, id: &ContainerId) -> Result<(), DriverError> {

@@ -10,7 +10,7 @@ use oci_spec::runtime::{
 };
 
 use crate::seccomp_profile::{
-    ALLOWED, ALLOWED_PERSONAS, ALLOWED_X86, BY_CAPABILITY, CLONE_NAMESPACE_FLAGS,
+    ALLOWED, ALLOWED_ARM, ALLOWED_PERSONAS, ALLOWED_X86, BY_CAPABILITY, CLONE_NAMESPACE_FLAGS,
     DENIED_SOCKET_FAMILY,
 };
 
@@ -24,6 +24,9 @@ pub fn default_profile(
     let mut allowed: BTreeSet<&str> = ALLOWED.iter().copied().collect();
     if x86 {
         allowed.extend(ALLOWED_X86);
+    }
+    if matches!(arch, "aarch64" | "arm") {
+        allowed.extend(ALLOWED_ARM);
     }
     for (capability, names) in BY_CAPABILITY {
         if capabilities.contains(capability) {
@@ -181,6 +184,7 @@ mod tests {
             .expect("clone3");
         assert_eq!(clone3.errno_ret(), Some(libc::ENOSYS as u32));
         assert!(!allowed_names(&profile).contains("arch_prctl"));
+        assert!(allowed_names(&profile).contains("set_tls"));
         assert_eq!(
             profile.architectures().clone().unwrap(),
             [Arch::ScmpArchAarch64, Arch::ScmpArchArm]

@@ -380,6 +380,16 @@ pub(crate) const ALLOWED: &[&str] = &[
 /// Syscalls only x86 processes make (`arch_prctl` sets the TLS base).
 pub(crate) const ALLOWED_X86: &[&str] = &["arch_prctl", "modify_ldt"];
 
+/// Syscalls only 32-bit ARM processes make (aarch64 containers may run arm binaries).
+pub(crate) const ALLOWED_ARM: &[&str] = &[
+    "arm_fadvise64_64",
+    "arm_sync_file_range",
+    "breakpoint",
+    "cacheflush",
+    "set_tls",
+    "sync_file_range2",
+];
+
 /// `personality(2)` personas allowed: Linux, `UNAME26`, `PER_LINUX32`, `UNAME26|PER_LINUX32`,
 /// and the query value `0xffffffff`.
 pub(crate) const ALLOWED_PERSONAS: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];

@@ -563,3 +563,27 @@ fn missing_command_is_a_clear_error_and_leaves_nothing() {
     );
     sandbox.assert_nothing_left();
 }
+
+#[test]
+fn stdio_is_wired_to_the_given_files() {
+    let sandbox = Sandbox::new();
+    let input = sandbox.dir.path().join("input");
+    std::fs::write(&input, "line one\nline two\n").expect("input");
+    let bundle = sandbox
+        .bundle(options(), &["sh", "-c", "wc -l; echo to-stderr >&2"])
+        .expect("bundle");
+    let stdout = sandbox.dir.path().join("stdout");
+    let stderr = sandbox.dir.path().join("stderr");
+    let stdio = Stdio {
+        stdin: Some(std::fs::File::open(&input).expect("open input").into()),
+        stdout: Some(std::fs::File::create(&stdout).expect("stdout").into()),
+        stderr: Some(std::fs::File::create(&stderr).expect("stderr").into()),
+    };
+    let exit = run_to_exit(&sandbox.driver, &sandbox.id, bundle.dir(), stdio).expect("run");
+    assert_eq!(exit.code, 0);
+    assert_eq!(std::fs::read_to_string(stdout).expect("stdout"), "2\n");
+    assert_eq!(
+        std::fs::read_to_string(stderr).expect("stderr"),
+        "to-stderr\n"
+    );
+}

@@ -9,6 +9,7 @@ use berth_types::ContainerId;
 use nix::sys::signal::Signal;
 
 use crate::cgroup_stats::ContainerStats;
+use crate::exec::ExecOptions;
 
 /// Where the container's init process reads and writes; `None` inherits the caller's.
 #[derive(Debug, Default)]
@@ -44,6 +45,12 @@ pub enum DriverError {
         signal: Signal,
         reason: String,
     },
+    #[error("container {id}: cannot exec {command:?}: {reason}")]
+    Exec {
+        id: ContainerId,
+        command: Vec<String>,
+        reason: String,
+    },
     #[error("container {id}: cannot wait for its exit: {reason}")]
     Wait { id: ContainerId, reason: String },
     #[error("container {id}: cannot read its statistics: {reason}")]
@@ -62,7 +69,8 @@ pub enum DriverError {
 /// - `create` sets up namespaces, cgroup and rootfs and leaves the init process waiting;
 ///   nothing of the user's command runs before `start`.
 /// - `wait` returns once the init process has exited and reports whether the OOM killer
-///   struck; it must be called by the process that called `create`.
+///   struck; it must be called by the process that called `create` (likewise `wait_exec`
+///   by the caller of `exec`).
 /// - `delete` kills whatever still runs and removes the cgroup and state; it is idempotent,
 ///   so it is safe in cleanup paths, and leaves nothing behind when it returns `Ok`.
 pub trait ContainerDriver {
@@ -74,6 +82,17 @@ pub trait ContainerDriver {
     fn kill(&self, id: &ContainerId, signal: Signal) -> Result<(), DriverError>;
     /// Blocks until the init process exits.
     fn wait(&self, id: &ContainerId) -> Result<ExitStatus, DriverError>;
+    /// Runs another process in the running container, with its namespaces, cgroup,
+    /// capabilities, no_new_privs and seccomp filter; returns its host pid.
+    fn exec(
+        &self,
+        id: &ContainerId,
+        options: &ExecOptions,
+        stdio: Stdio,
+    ) -> Result<i32, DriverError>;
+    /// Blocks until the process `pid` started by [`ContainerDriver::exec`] exits; returns its
+    /// exit code (128 + signal when killed).
+    fn wait_exec(&self, id: &ContainerId, pid: i32) -> Result<i32, DriverError>;
     /// The container's cgroup accounting so far.
     fn stats(&self, id: &ContainerId) -> Result<ContainerStats, DriverError>;
     /// Removes the container, killing it first if it still runs.

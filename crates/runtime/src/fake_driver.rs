@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 
 use crate::cgroup_stats::ContainerStats;
 use crate::driver::{ContainerDriver, DriverError, ExitStatus, Stdio};
+use crate::exec::ExecOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FakeState {
@@ -132,6 +133,29 @@ impl ContainerDriver for FakeDriver {
                 reason: "the container was never started".into(),
             }),
         }
+    }
+
+    fn exec(
+        &self,
+        id: &ContainerId,
+        options: &ExecOptions,
+        _stdio: Stdio,
+    ) -> Result<i32, DriverError> {
+        self.record("exec");
+        match self.state(id)? {
+            FakeState::Running => Ok(2000),
+            state => Err(DriverError::Exec {
+                id: id.clone(),
+                command: options.args.clone(),
+                reason: format!("fake exec refused in state {state:?}"),
+            }),
+        }
+    }
+
+    fn wait_exec(&self, id: &ContainerId, _pid: i32) -> Result<i32, DriverError> {
+        self.record("wait_exec");
+        self.state(id)?;
+        Ok(0)
     }
 
     fn stats(&self, id: &ContainerId) -> Result<ContainerStats, DriverError> {

@@ -15,13 +15,15 @@
 //! - A [`ContainerDriver`] runs the bundle: [`LibcontainerDriver`] for real (its caller owns
 //!   the container's init process; see docs/adr/0010), [`FakeDriver`] for tests without root.
 //!   [`run_to_exit`] reports the exit code and OOM kill and deletes the container, leaving no
-//!   cgroup, mount or state directory, on every path.
+//!   cgroup, mount, state directory or unreaped process, on every path.
+//!   [`ContainerDriver::exec`] runs another process in a running container, with its
+//!   seccomp filter (which libcontainer's own exec drops).
 //! - [`ContainerStats`] reads CPU, memory, pids and block I/O accounting on cgroup v1 or v2.
 //! - [`RestartTracker::on_exit`] decides, purely, whether and when a container restarts under
 //!   its [`RestartPolicy`] (docker's policies, doubling backoff capped at a minute).
 //!
 //! Not here yet (issue #3): the per-container supervisor that runs the driver and the restart
-//! loop (design in docs/adr/0013), exec, tty and stdin attach, the v2 device cgroup
+//! loop (design in docs/adr/0013), tty and stdin attach, the v2 device cgroup
 //! (`CAP_MKNOD` is withheld on v2 until then), and `/etc/hosts`/`resolv.conf` (with
 //! networking, #5).
 
@@ -31,12 +33,14 @@ mod cgroup_stats;
 mod cpus;
 mod defaults;
 mod driver;
+mod exec;
 mod fake_driver;
 mod host;
 mod libcontainer_driver;
 mod limits;
 mod mounts;
 mod options;
+mod reap;
 mod restart;
 mod seccomp;
 mod seccomp_profile;
@@ -49,6 +53,7 @@ pub use cgroup_stats::{CgroupReadError, ContainerStats, oom_kill_count};
 pub use cpus::{CFS_PERIOD_US, Cpus, CpusError};
 pub use defaults::CGROUP_PARENT;
 pub use driver::{ContainerDriver, DriverError, ExitStatus, Stdio, run_to_exit};
+pub use exec::ExecOptions;
 pub use fake_driver::FakeDriver;
 pub use host::{CgroupVersion, HostError, HostFacts};
 pub use libcontainer_driver::{LibcontainerDriver, StateRootError};

@@ -16,13 +16,17 @@ use berth_types::ContainerId;
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+use std::collections::HashMap;
+
+use oci_spec::runtime::Spec;
 
 use crate::cgroup_stats::{ContainerStats, oom_kill_count};
 use crate::driver::{ContainerDriver, DriverError, ExitStatus, Stdio};
+use crate::exec::{ExecOptions, SeccompExecutor};
+use crate::reap::{PidFile, is_our_child, reap, reap_failed_build, wait_for_child};
 
 /// Drives containers with libcontainer, keeping their state in `state_root/<id>`.
 #[derive(Debug, Clone)]
@@ -52,6 +56,19 @@ fn chain(err: &dyn Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// The reason of a failed libcontainer build, after reaping what it left: the process it
+/// cloned (whose pid it wrote to the pid file) and its intermediate process. Unreaped, the
+/// first would keep a container's init from ever finishing its exit (a pid namespace's init
+/// waits for every process of the namespace to be reaped).
+fn failed_build(err: &dyn Error, written_pid: Option<Pid>) -> String {
+    let mut reason = chain(err);
+    if let Err(reap_error) = reap_failed_build(written_pid) {
+        reason.push_str("; ");
+        reason.push_str(&reap_error);
+    }
+    reason
 }
 
 impl LibcontainerDriver {
@@ -91,19 +108,6 @@ impl LibcontainerDriver {
     }
 }
 
-/// Whether `pid` is a child of this process (and so ours to reap).
-fn is_our_child(pid: Pid) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The fields after the command name (which may hold spaces and parentheses).
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let parent = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
-    parent == Some(nix::unistd::getpid().as_raw())
-}
-
 impl ContainerDriver for LibcontainerDriver {
     fn create(&self, id: &ContainerId, bundle: &Path, stdio: Stdio) -> Result<i32, DriverError> {
         let error = |reason: String| DriverError::Create {
@@ -111,8 +115,10 @@ impl ContainerDriver for LibcontainerDriver {
             bundle: bundle.to_owned(),
             reason,
         };
+        let pid_file = PidFile::new(&self.state_root, id);
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.state_root)
+            .and_then(|b| b.with_pid_file(Some(pid_file.path())))
             .map_err(|err| error(chain(&err)))?;
         if let Some(fd) = stdio.stdin {
             builder = builder.with_stdin(fd);
@@ -123,14 +129,15 @@ impl ContainerDriver for LibcontainerDriver {
         if let Some(fd) = stdio.stderr {
             builder = builder.with_stderr(fd);
         }
-        let container = builder
+        let built = builder
             .validate_id()
             .map_err(|err| error(chain(&err)))?
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
-            .build()
-            .map_err(|err| error(chain(&err)))?;
+            .build();
+        let written_pid = pid_file.take();
+        let container = built.map_err(|err| error(failed_build(&err, written_pid)))?;
         container
             .pid()
             .map(Pid::as_raw)
@@ -163,24 +170,88 @@ impl ContainerDriver for LibcontainerDriver {
         let pid = container
             .pid()
             .ok_or_else(|| error("libcontainer recorded no init pid".into()))?;
-        let code = loop {
-            match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, code)) => break code,
-                Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => {
-                    return Err(error(format!(
-                        "init process {pid} is not a child of this process"
-                    )));
-                }
-                Err(err) => return Err(error(format!("waitpid({pid}): {err}"))),
-            }
-        };
+        let code = wait_for_child(pid).map_err(error)?;
         let cgroup = self.cgroup_path(&container, id).map_err(error)?;
         let oom_kills = oom_kill_count(&cgroup).map_err(|err| error(chain(&err)))?;
         Ok(ExitStatus {
             code,
             oom_killed: oom_kills > 0,
+        })
+    }
+
+    fn exec(
+        &self,
+        id: &ContainerId,
+        options: &ExecOptions,
+        stdio: Stdio,
+    ) -> Result<i32, DriverError> {
+        let error = |reason: String| DriverError::Exec {
+            id: id.clone(),
+            command: options.args.clone(),
+            reason,
+        };
+        let container = self.load(id)?;
+        let spec = Spec::load(container.bundle().join("config.json"))
+            .map_err(|err| error(format!("cannot read its bundle: {}", chain(&err))))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| error("its spec has no process".into()))?;
+        let (uid, gid, additional_gids) = match &options.user {
+            Some(user) => (user.uid, user.gid, user.additional_gids.clone()),
+            None => (
+                process.user().uid(),
+                process.user().gid(),
+                process.user().additional_gids().clone().unwrap_or_default(),
+            ),
+        };
+        let cwd = options
+            .workdir
+            .as_ref()
+            .map_or_else(|| process.cwd().clone(), |dir| dir.as_path().to_owned());
+        let env: HashMap<String, String> = options
+            .env
+            .iter()
+            .map(|var| (var.name().to_owned(), var.value().to_owned()))
+            .collect();
+        let executor = SeccompExecutor {
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        };
+        let pid_file = PidFile::new(&self.state_root, id);
+        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.state_root)
+            .and_then(|b| b.with_pid_file(Some(pid_file.path())))
+            .map_err(|err| error(chain(&err)))?
+            .with_executor(executor);
+        if let Some(fd) = stdio.stdin {
+            builder = builder.with_stdin(fd);
+        }
+        if let Some(fd) = stdio.stdout {
+            builder = builder.with_stdout(fd);
+        }
+        if let Some(fd) = stdio.stderr {
+            builder = builder.with_stderr(fd);
+        }
+        let built = builder
+            .as_tenant()
+            .with_container_args(options.args.clone())
+            .with_env(env)
+            .with_cwd(Some(cwd))
+            .with_user(Some(uid))
+            .with_group(Some(gid))
+            .with_additional_gids(additional_gids)
+            .with_detach(true)
+            .build();
+        let written_pid = pid_file.take();
+        built
+            .map(Pid::as_raw)
+            .map_err(|err| error(failed_build(&err, written_pid)))
+    }
+
+    fn wait_exec(&self, id: &ContainerId, pid: i32) -> Result<i32, DriverError> {
+        wait_for_child(Pid::from_raw(pid)).map_err(|reason| DriverError::Wait {
+            id: id.clone(),
+            reason,
         })
     }
 
@@ -209,7 +280,10 @@ impl ContainerDriver for LibcontainerDriver {
         if let Some(pid) = pid
             && is_our_child(pid)
         {
-            let _ = waitpid(pid, None);
+            reap(pid).map_err(|reason| DriverError::Delete {
+                id: id.clone(),
+                reason,
+            })?;
         }
         Ok(())
     }

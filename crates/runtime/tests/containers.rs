@@ -1,6 +1,8 @@
 //! Real containers, as root: each test builds a fresh busybox rootfs, runs a container with a
 //! unique id through libcontainer, and checks a guarantee berth gives its users.
 
+#[path = "containers/driver.rs"]
+mod driver;
 mod sandbox;
 
 use std::path::Path;
@@ -11,10 +13,9 @@ use berth_runtime::{
     ContainerDriver, DriverError, ExitStatus, HostFacts, LimitError, MemoryLimit, RunOptions,
     SpecInput, Stdio, UserDb, build_spec, run_to_exit,
 };
-use berth_types::ContainerId;
 use nix::sys::signal::Signal;
 use oci_spec::image::ConfigBuilder;
-use sandbox::{Sandbox, host_disk, options, random_bytes};
+use sandbox::{Sandbox, host_disk, options};
 
 #[test]
 fn exit_code_of_the_command_is_returned() {
@@ -488,66 +489,6 @@ fn host_network_shares_the_hosts_interfaces() {
 }
 
 #[test]
-fn libcontainer_driver_keeps_the_driver_contract() {
-    let sandbox = Sandbox::new();
-    let bundle = sandbox.bundle(options(), &["sleep", "30"]).expect("bundle");
-    check_driver_contract(&sandbox.driver, bundle.dir(), &|| sandbox.stdio());
-    sandbox.assert_nothing_left();
-}
-
-#[test]
-fn fake_driver_keeps_the_driver_contract() {
-    let fake = berth_runtime::FakeDriver::exiting_with(ExitStatus {
-        code: 0,
-        oom_killed: false,
-    });
-    check_driver_contract(&fake, Path::new("/nonexistent"), &Stdio::default);
-    assert_eq!(fake.live_containers(), 0);
-}
-
-/// The [`ContainerDriver`] contract, checked against a real and a fake driver alike: unknown
-/// ids are `NotFound` (but deleting one succeeds), an id cannot be created twice, and a killed
-/// container exits with 128 + the signal and is deleted for good.
-fn check_driver_contract(driver: &dyn ContainerDriver, bundle: &Path, stdio: &dyn Fn() -> Stdio) {
-    let id = ContainerId::from_random_bytes(random_bytes());
-    let unknown = ContainerId::from_random_bytes(random_bytes());
-    let not_found = |result: Result<(), DriverError>| {
-        assert!(
-            matches!(result, Err(DriverError::NotFound { .. })),
-            "{result:?}"
-        );
-    };
-    not_found(driver.start(&unknown));
-    not_found(driver.kill(&unknown, Signal::SIGTERM));
-    not_found(driver.wait(&unknown).map(drop));
-    not_found(driver.stats(&unknown).map(drop));
-    driver
-        .delete(&unknown)
-        .expect("deleting an unknown id succeeds");
-
-    driver.create(&id, bundle, stdio()).expect("create");
-    let twice = driver.create(&id, bundle, stdio());
-    assert!(
-        matches!(twice, Err(DriverError::Create { .. })),
-        "{twice:?}"
-    );
-    driver
-        .start(&id)
-        .expect("start after a refused second create");
-    driver.kill(&id, Signal::SIGKILL).expect("kill");
-    assert_eq!(
-        driver.wait(&id).expect("wait"),
-        ExitStatus {
-            code: 137,
-            oom_killed: false
-        }
-    );
-    driver.delete(&id).expect("delete");
-    driver.delete(&id).expect("delete again");
-    not_found(driver.stats(&id).map(drop));
-}
-
-#[test]
 fn missing_command_is_a_clear_error_and_leaves_nothing() {
     let sandbox = Sandbox::new();
     let bundle = sandbox
@@ -561,6 +502,7 @@ fn missing_command_is_a_clear_error_and_leaves_nothing() {
             .contains("executable '/no/such/command' not found"),
         "{err}"
     );
+    sandbox.assert_no_zombie_children();
     sandbox.assert_nothing_left();
 }
 

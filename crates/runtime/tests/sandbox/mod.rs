@@ -150,8 +150,28 @@ impl Sandbox {
         .collect()
     }
 
-    /// Asserts no state dir, cgroup or mount of this container is left.
+    /// Asserts that no dead child of this process waits to be reaped (a zombie in the
+    /// container's pid namespace would keep the container's init from exiting).
+    pub fn assert_no_zombie_children(&self) {
+        let me = std::process::id().to_string();
+        let zombies: Vec<String> = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+            .filter(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str())
+            })
+            .collect();
+        assert!(zombies.is_empty(), "unreaped children: {zombies:?}");
+    }
+
+    /// Asserts no state dir, cgroup, mount or unreaped process of this container is left.
     pub fn assert_nothing_left(&self) {
+        self.assert_no_zombie_children();
         let state = self.driver.state_dir(&self.id);
         assert!(!state.exists(), "state dir {} left", state.display());
         for dir in self.cgroup_dirs() {

@@ -28,6 +28,9 @@ pub struct HostFacts {
     /// Whether the kernel offers a proportional block I/O weight (`blkio.weight` or
     /// `blkio.bfq.weight` on v1: only with the CFQ or BFQ scheduler).
     pub blkio_weight: bool,
+    /// Whether swap can be limited (v1 needs swap accounting: `memory.memsw.*`; kernels booted
+    /// without `swapaccount=1` lack it). Without it `--memory` limits memory alone.
+    pub swap_limit: bool,
 }
 
 /// Why the host's facts can not be read.
@@ -65,12 +68,19 @@ impl HostFacts {
                 .any(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists()),
             CgroupVersion::V2 => true,
         };
+        let swap_limit = match cgroup {
+            CgroupVersion::V1 => {
+                Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+            }
+            CgroupVersion::V2 => true,
+        };
         Ok(Self {
             cgroup,
             online_cpus,
             nofile_hard,
             hostname,
             blkio_weight,
+            swap_limit,
         })
     }
 
@@ -99,6 +109,7 @@ mod tests {
             nofile_hard: 20_000,
             hostname: "h".into(),
             blkio_weight: true,
+            swap_limit: true,
         };
         assert_eq!(host.container_nofile(), 20_000);
         host.nofile_hard = u64::MAX;

@@ -104,7 +104,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let linux = LinuxBuilder::default()
         .namespaces(namespaces(input.options.network).map_err(oci)?)
         .cgroups_path(PathBuf::from(format!("{CGROUP_PARENT}/{id}")))
-        .resources(resources(input.options).map_err(oci)?)
+        .resources(resources(input.options, input.host).map_err(oci)?)
         .masked_paths(to_strings(MASKED_PATHS))
         .readonly_paths(to_strings(READONLY_PATHS))
         .seccomp(seccomp)
@@ -312,7 +312,7 @@ fn throttle(rates: &[DeviceRate]) -> Result<Vec<LinuxThrottleDevice>, OciSpecErr
         .collect()
 }
 
-fn resources(options: &RunOptions) -> Result<LinuxResources, OciSpecError> {
+fn resources(options: &RunOptions, host: &HostFacts) -> Result<LinuxResources, OciSpecError> {
     let deny_all_devices = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
@@ -320,13 +320,12 @@ fn resources(options: &RunOptions) -> Result<LinuxResources, OciSpecError> {
     let mut resources = LinuxResourcesBuilder::default().devices(vec![deny_all_devices]);
     if let Some(memory) = options.memory {
         let bytes = i64::try_from(memory.bytes()).unwrap_or(i64::MAX);
-        // swap equal to the limit: memory+swap may not exceed the limit, so no swap at all.
-        resources = resources.memory(
-            LinuxMemoryBuilder::default()
-                .limit(bytes)
-                .swap(bytes)
-                .build()?,
-        );
+        let mut limit = LinuxMemoryBuilder::default().limit(bytes);
+        if host.swap_limit {
+            // swap equal to the limit: memory+swap may not exceed it, so no swap at all.
+            limit = limit.swap(bytes);
+        }
+        resources = resources.memory(limit.build()?);
     }
     if options.cpus.is_some() || options.cpu_shares.is_some() {
         let mut cpu = LinuxCpuBuilder::default();

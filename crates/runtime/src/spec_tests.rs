@@ -19,6 +19,7 @@ fn host() -> HostFacts {
         nofile_hard: 20_000,
         hostname: "node-1".into(),
         blkio_weight: true,
+        swap_limit: true,
     }
 }
 
@@ -463,4 +464,25 @@ fn blkio_weight_is_refused_where_the_kernel_has_no_weight_policy() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--blkio-weight"), "{err}");
+}
+
+#[test]
+fn memory_limit_leaves_swap_alone_where_swap_is_not_accounted() {
+    let no_swap_accounting = HostFacts {
+        swap_limit: false,
+        ..host()
+    };
+    let options = RunOptions {
+        memory: Some("32m".parse::<MemoryLimit>().unwrap()),
+        ..RunOptions::default()
+    };
+    let spec = build_with(
+        Some(&busybox_image()),
+        &options,
+        &no_swap_accounting,
+        &UserDb::default(),
+    )
+    .unwrap();
+    let memory = resources(&spec).memory().unwrap();
+    assert_eq!((memory.limit(), memory.swap()), (Some(32 << 20), None));
 }

@@ -9,6 +9,7 @@
 //! single-threaded (berth's future per-container supervisor is); see
 //! docs/adr/0010-runtime-libcontainer.md.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
@@ -18,9 +19,6 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-
-use std::collections::HashMap;
-
 use oci_spec::runtime::Spec;
 
 use crate::cgroup_stats::{ContainerStats, oom_kill_count};
@@ -71,6 +69,20 @@ fn failed_build(err: &dyn Error, written_pid: Option<Pid>) -> String {
     reason
 }
 
+/// Hands the given stdio fds to the process libcontainer will clone.
+fn with_stdio(mut builder: ContainerBuilder, stdio: Stdio) -> ContainerBuilder {
+    if let Some(fd) = stdio.stdin {
+        builder = builder.with_stdin(fd);
+    }
+    if let Some(fd) = stdio.stdout {
+        builder = builder.with_stdout(fd);
+    }
+    if let Some(fd) = stdio.stderr {
+        builder = builder.with_stderr(fd);
+    }
+    builder
+}
+
 impl LibcontainerDriver {
     /// A driver keeping container state under `state_root` (created if missing; berth uses
     /// `/run/berth/runtime`, on tmpfs, so state does not outlive a reboot).
@@ -100,11 +112,11 @@ impl LibcontainerDriver {
         })
     }
 
-    fn cgroup_path(&self, container: &Container, id: &ContainerId) -> Result<PathBuf, String> {
+    fn cgroup_path(&self, container: &Container) -> Result<PathBuf, String> {
         container
             .spec()
             .map(|config| config.cgroup_path)
-            .map_err(|err| format!("container {id}: cannot read its config: {}", chain(&err)))
+            .map_err(|err| format!("cannot read its config: {}", chain(&err)))
     }
 }
 
@@ -116,20 +128,11 @@ impl ContainerDriver for LibcontainerDriver {
             reason,
         };
         let pid_file = PidFile::new(&self.state_root, id);
-        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.state_root)
             .and_then(|b| b.with_pid_file(Some(pid_file.path())))
             .map_err(|err| error(chain(&err)))?;
-        if let Some(fd) = stdio.stdin {
-            builder = builder.with_stdin(fd);
-        }
-        if let Some(fd) = stdio.stdout {
-            builder = builder.with_stdout(fd);
-        }
-        if let Some(fd) = stdio.stderr {
-            builder = builder.with_stderr(fd);
-        }
-        let built = builder
+        let built = with_stdio(builder, stdio)
             .validate_id()
             .map_err(|err| error(chain(&err)))?
             .as_init(bundle)
@@ -171,7 +174,7 @@ impl ContainerDriver for LibcontainerDriver {
             .pid()
             .ok_or_else(|| error("libcontainer recorded no init pid".into()))?;
         let code = wait_for_child(pid).map_err(error)?;
-        let cgroup = self.cgroup_path(&container, id).map_err(error)?;
+        let cgroup = self.cgroup_path(&container).map_err(error)?;
         let oom_kills = oom_kill_count(&cgroup).map_err(|err| error(chain(&err)))?;
         Ok(ExitStatus {
             code,
@@ -218,21 +221,12 @@ impl ContainerDriver for LibcontainerDriver {
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         };
         let pid_file = PidFile::new(&self.state_root, id);
-        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.state_root)
             .and_then(|b| b.with_pid_file(Some(pid_file.path())))
             .map_err(|err| error(chain(&err)))?
             .with_executor(executor);
-        if let Some(fd) = stdio.stdin {
-            builder = builder.with_stdin(fd);
-        }
-        if let Some(fd) = stdio.stdout {
-            builder = builder.with_stdout(fd);
-        }
-        if let Some(fd) = stdio.stderr {
-            builder = builder.with_stderr(fd);
-        }
-        let built = builder
+        let built = with_stdio(builder, stdio)
             .as_tenant()
             .with_container_args(options.args.clone())
             .with_env(env)
@@ -261,7 +255,7 @@ impl ContainerDriver for LibcontainerDriver {
             reason,
         };
         let container = self.load(id)?;
-        let cgroup = self.cgroup_path(&container, id).map_err(error)?;
+        let cgroup = self.cgroup_path(&container).map_err(error)?;
         ContainerStats::read(&cgroup).map_err(|err| error(chain(&err)))
     }
 

@@ -11,12 +11,16 @@ use nix::sys::signal::Signal;
 use crate::cgroup_stats::ContainerStats;
 use crate::exec::ExecOptions;
 
-/// Where the container's init process reads and writes; `None` inherits the caller's.
+/// Where the container's process reads and writes; `None` inherits the caller's.
 #[derive(Debug, Default)]
 pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// For a container whose spec asks for a terminal (`RunOptions::tty`): a unix socket the
+    /// caller listens on; the container's pty master arrives on it (`SCM_RIGHTS`) during
+    /// `create`, and the three fds above are then not used.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// How a container's init process ended.

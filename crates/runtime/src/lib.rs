@@ -17,13 +17,14 @@
 //!   [`run_to_exit`] reports the exit code and OOM kill and deletes the container, leaving no
 //!   cgroup, mount, state directory or unreaped process, on every path.
 //!   [`ContainerDriver::exec`] runs another process in a running container, with its
-//!   seccomp filter (which libcontainer's own exec drops).
+//!   seccomp filter (which libcontainer's own exec drops). With [`RunOptions::tty`] the
+//!   container gets a pseudo-terminal whose master reaches the caller on a unix socket.
 //! - [`ContainerStats`] reads CPU, memory, pids and block I/O accounting on cgroup v1 or v2.
 //! - [`RestartTracker::on_exit`] decides, purely, whether and when a container restarts under
 //!   its [`RestartPolicy`] (docker's policies, doubling backoff capped at a minute).
 //!
 //! Not here yet (issue #3): the per-container supervisor that runs the driver and the restart
-//! loop (design in docs/adr/0013), tty and stdin attach, the v2 device cgroup
+//! loop (design in docs/adr/0013), attach, a terminal for exec, the v2 device cgroup
 //! (`CAP_MKNOD` is withheld on v2 until then), and `/etc/hosts`/`resolv.conf` (with
 //! networking, #5).
 

@@ -80,7 +80,7 @@ fn with_stdio(mut builder: ContainerBuilder, stdio: Stdio) -> ContainerBuilder {
     if let Some(fd) = stdio.stderr {
         builder = builder.with_stderr(fd);
     }
-    builder
+    builder.with_console_socket(stdio.console_socket)
 }
 
 impl LibcontainerDriver {

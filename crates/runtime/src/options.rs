@@ -131,6 +131,9 @@ pub struct RunOptions {
     pub blkio_weight: Option<BlkioWeight>,
     pub device_read_bps: Vec<DeviceRate>,
     pub device_write_bps: Vec<DeviceRate>,
+    /// `-t`: the process gets a pseudo-terminal (and `TERM=xterm` unless set); the driver's
+    /// caller then receives the terminal's master through [`crate::Stdio::console_socket`].
+    pub tty: bool,
     /// `--read-only`: the root filesystem is mounted read-only.
     pub read_only: bool,
     pub tmpfs: Vec<TmpfsMount>,

@@ -174,8 +174,8 @@ fn args(input: &SpecInput<'_>) -> Vec<String> {
     entrypoint.into_iter().chain(cmd).collect()
 }
 
-/// The environment: the image's (with a default `PATH`), `HOSTNAME`, then `-e`; a later value
-/// of a name replaces an earlier one in place.
+/// The environment: a default `PATH` (and `TERM=xterm` with a terminal), the image's,
+/// `HOSTNAME`, then `-e`; a later value of a name replaces an earlier one in place.
 fn env(input: &SpecInput<'_>, hostname: &str) -> Vec<String> {
     let image_env = input
         .image
@@ -189,6 +189,9 @@ fn env(input: &SpecInput<'_>, hostname: &str) -> Vec<String> {
     if !image_env.iter().any(|e| e.starts_with("PATH=")) {
         let (name, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
         set(name, value);
+    }
+    if input.options.tty {
+        set("TERM", "xterm");
     }
     for entry in &image_env {
         let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
@@ -270,7 +273,7 @@ fn process(
         .build()
         .map_err(oci)?;
     ProcessBuilder::default()
-        .terminal(false)
+        .terminal(input.options.tty)
         .user(oci_user.build().map_err(oci)?)
         .args(args)
         .env(env(input, hostname))

@@ -486,3 +486,30 @@ fn memory_limit_leaves_swap_alone_where_swap_is_not_accounted() {
     let memory = resources(&spec).memory().unwrap();
     assert_eq!((memory.limit(), memory.swap()), (Some(32 << 20), None));
 }
+
+#[test]
+fn tty_asks_for_a_terminal_and_sets_term_unless_given() {
+    let spec = spec_of(&RunOptions {
+        tty: true,
+        ..RunOptions::default()
+    });
+    assert_eq!(process(&spec).terminal(), Some(true));
+    assert!(
+        process(&spec)
+            .env()
+            .clone()
+            .unwrap()
+            .contains(&"TERM=xterm".to_owned())
+    );
+    let own_term = spec_of(&RunOptions {
+        tty: true,
+        env: vec!["TERM=vt100".parse::<EnvVar>().unwrap()],
+        ..RunOptions::default()
+    });
+    let env = process(&own_term).env().clone().unwrap();
+    assert!(env.contains(&"TERM=vt100".to_owned()) && !env.contains(&"TERM=xterm".to_owned()));
+    assert_eq!(
+        process(&spec_of(&RunOptions::default())).terminal(),
+        Some(false)
+    );
+}

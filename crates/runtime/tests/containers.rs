@@ -5,6 +5,10 @@
 mod driver;
 mod sandbox;
 
+use std::fs::File;
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,6 +18,7 @@ use berth_runtime::{
     SpecInput, Stdio, UserDb, build_spec, run_to_exit,
 };
 use nix::sys::signal::Signal;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
 use oci_spec::image::ConfigBuilder;
 use sandbox::{Sandbox, host_disk, options};
 
@@ -517,9 +522,10 @@ fn stdio_is_wired_to_the_given_files() {
     let stdout = sandbox.dir.path().join("stdout");
     let stderr = sandbox.dir.path().join("stderr");
     let stdio = Stdio {
-        stdin: Some(std::fs::File::open(&input).expect("open input").into()),
-        stdout: Some(std::fs::File::create(&stdout).expect("stdout").into()),
-        stderr: Some(std::fs::File::create(&stderr).expect("stderr").into()),
+        stdin: Some(File::open(&input).expect("open input").into()),
+        stdout: Some(File::create(&stdout).expect("stdout").into()),
+        stderr: Some(File::create(&stderr).expect("stderr").into()),
+        console_socket: None,
     };
     let exit = run_to_exit(&sandbox.driver, &sandbox.id, bundle.dir(), stdio).expect("run");
     assert_eq!(exit.code, 0);
@@ -528,4 +534,67 @@ fn stdio_is_wired_to_the_given_files() {
         std::fs::read_to_string(stderr).expect("stderr"),
         "to-stderr\n"
     );
+}
+
+/// Receives the one fd sent with `SCM_RIGHTS` on `stream`.
+fn receive_fd(stream: &UnixStream) -> OwnedFd {
+    let mut name = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let message = recvmsg::<UnixAddr>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    for cmsg in message.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed `fd` in this process for this message; nothing
+            // else refers to it, so the OwnedFd is its only owner.
+            return unsafe { OwnedFd::from_raw_fd(fd) };
+        }
+    }
+    panic!("no fd came with the console socket message");
+}
+
+#[test]
+fn tty_gives_the_container_a_terminal_whose_master_reaches_the_caller() {
+    let sandbox = Sandbox::new();
+    let socket = sandbox.dir.path().join("console.sock");
+    let listener = UnixListener::bind(&socket).expect("console socket");
+    let receiver = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        receive_fd(&stream)
+    });
+    let with_tty = RunOptions {
+        tty: true,
+        ..options()
+    };
+    let bundle = sandbox
+        .bundle(with_tty, &["sh", "-c", "tty; echo TERM=$TERM"])
+        .expect("bundle");
+    let stdio = Stdio {
+        console_socket: Some(socket),
+        ..Stdio::default()
+    };
+    sandbox
+        .driver
+        .create(&sandbox.id, bundle.dir(), stdio)
+        .expect("create");
+    let mut master = File::from(receiver.join().expect("pty master"));
+    sandbox.driver.start(&sandbox.id).expect("start");
+    let mut output = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The master reads EIO once the container's side of the terminal is closed.
+    while let Ok(n @ 1..) = master.read(&mut buffer) {
+        output.extend_from_slice(&buffer[..n]);
+    }
+    assert_eq!(sandbox.driver.wait(&sandbox.id).expect("wait").code, 0);
+    let output = String::from_utf8_lossy(&output);
+    assert_eq!(output, "/dev/pts/0\r\nTERM=xterm\r\n");
+    sandbox.driver.delete(&sandbox.id).expect("delete");
+    sandbox.assert_nothing_left();
 }

@@ -83,6 +83,7 @@ fn exec_runs_in_the_container_with_its_user_seccomp_and_namespaces() {
         stdin: None,
         stdout: Some(std::fs::File::create(&output).expect("output").into()),
         stderr: None,
+        console_socket: None,
     };
     let script = "hostname; id -u; echo $FROM_RUN $FROM_EXEC; pwd; cat /proc/1/comm; \
                   grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; exit 7";

@@ -107,6 +107,7 @@ impl Sandbox {
             stdin: None,
             stdout: Some(OwnedFd::from(out)),
             stderr: Some(OwnedFd::from(err)),
+            console_socket: None,
         }
     }
 

@@ -598,3 +598,47 @@ fn tty_gives_the_container_a_terminal_whose_master_reaches_the_caller() {
     sandbox.driver.delete(&sandbox.id).expect("delete");
     sandbox.assert_nothing_left();
 }
+
+/// How many processes `containers_run_concurrently_in_separate_processes` starts at once.
+const CONCURRENT_RUNS: usize = 10;
+
+/// One of the processes of `containers_run_concurrently_in_separate_processes`, not a test of
+/// its own: each runs a container to its end in its own process, as each supervisor will.
+#[test]
+#[ignore = "run by containers_run_concurrently_in_separate_processes"]
+fn concurrent_run_helper() {
+    let sandbox = Sandbox::new();
+    let limited = RunOptions {
+        memory: Some("32m".parse().expect("memory")),
+        pids_limit: Some("16".parse().expect("pids")),
+        ..options()
+    };
+    let (exit, out) = sandbox.run(limited, &["sh", "-c", "echo $HOSTNAME"]);
+    assert_eq!(exit.code, 0, "{out}");
+    assert_eq!(out.trim(), sandbox.id.short());
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn containers_run_concurrently_in_separate_processes() {
+    let test_binary = std::env::current_exe().expect("test binary");
+    let helpers: Vec<_> = (0..CONCURRENT_RUNS)
+        .map(|_| {
+            Command::new(&test_binary)
+                .args(["--exact", "concurrent_run_helper", "--ignored"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start helper")
+        })
+        .collect();
+    for helper in helpers {
+        let done = helper.wait_with_output().expect("helper output");
+        let stdout = String::from_utf8_lossy(&done.stdout);
+        assert!(
+            done.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+}

@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if cargo nextest --version >/dev/null 2>&1; then
 	cargo nextest run --workspace --locked --no-fail-fast --profile ci
-	cargo test --workspace --locked --doc
 else
 	cargo test --workspace --locked --no-fail-fast
 fi

@@ -93,7 +93,7 @@ fn resolve(source: &mut dyn Source, descriptor: &Descriptor, depth: usize) -> Re
 }
 
 /// Picks the linux/amd64 entry of a multi-platform index.
-fn select_platform(index: &ImageIndex) -> Result<&Descriptor> {
+pub(crate) fn select_platform(index: &ImageIndex) -> Result<&Descriptor> {
     let matches = |d: &&Descriptor| {
         d.platform().as_ref().is_some_and(|p| {
             p.os().to_string() == PLATFORM_OS && p.architecture().to_string() == PLATFORM_ARCH
@@ -119,7 +119,7 @@ fn select_platform(index: &ImageIndex) -> Result<&Descriptor> {
     })
 }
 
-fn manifest_plan(manifest: &ImageManifest, bytes: Vec<u8>) -> Result<ImagePlan> {
+pub(crate) fn manifest_plan(manifest: &ImageManifest, bytes: Vec<u8>) -> Result<ImagePlan> {
     let config = manifest.config();
     let config_digest = descriptor_digest(config)?;
     let config_type = config.media_type().to_string();

@@ -29,74 +29,24 @@ impl Blobs {
         Self { layout }
     }
 
-    pub fn contains(&self, digest: &Digest) -> bool {
-        self.layout.blob(digest).is_file()
-    }
-
-    pub fn open(&self, digest: &Digest) -> Result<File> {
-        let path = self.layout.blob(digest);
-        File::open(&path).map_err(Error::io("opening blob", &path))
-    }
-
     /// Reads a small blob (manifest, config) whole, refusing anything over `limit` bytes.
     pub fn read_small(&self, digest: &Digest, what: &'static str, limit: u64) -> Result<Vec<u8>> {
-        let path = self.layout.blob(digest);
-        let mut bytes = Vec::new();
-        self.open(digest)?
-            .take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(Error::io("reading blob", &path))?;
-        if bytes.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                digest: digest.clone(),
-                what,
-                size: bytes.len() as u64,
-                limit,
-            });
-        }
-        Ok(bytes)
+        read_limited(&self.layout.blob(digest), digest, what, limit)
     }
 
-    /// Copies `reader` into the store, checking it against `expected`. Returns the size.
-    /// Nothing appears under the digest unless the content matches.
-    pub fn ingest(&self, reader: impl Read, expected: Expected<'_>, scratch: &Path) -> Result<u64> {
-        if let Some(size) = self.existing_size(expected.digest)
-            && expected.size.is_none_or(|want| want == size)
-        {
-            return Ok(size);
-        }
-        let (digest, size, tmp) = self.write_to_scratch(reader, expected.size, scratch)?;
-        let verified = check(expected, &digest, size);
-        if let Err(err) = verified {
-            let _ = fs::remove_file(&tmp);
-            return Err(err);
-        }
-        self.publish(&tmp, &digest)?;
-        Ok(size)
-    }
-
-    /// Stores content berth made itself (a synthesized manifest, a rootfs layer) and returns
-    /// its digest and size.
-    pub fn ingest_new(&self, reader: impl Read, scratch: &Path) -> Result<(Digest, u64)> {
-        let (digest, size, tmp) = self.write_to_scratch(reader, None, scratch)?;
-        self.publish(&tmp, &digest)?;
-        Ok((digest, size))
-    }
-
-    /// Moves a verified, synced file from scratch space to its place under `digest`.
+    /// Moves a verified, synced file from scratch space to its place under `digest`. The
+    /// caller syncs the blobs directory once it has published what it had.
     pub fn publish(&self, tmp: &Path, digest: &Digest) -> Result<()> {
         let dest = self.layout.blob(digest);
         // rename(2) replaces an identical blob written concurrently by another import; both
         // have the same verified content, so readers never see a difference.
-        fs::rename(tmp, &dest).map_err(Error::io("storing blob", &dest))?;
-        fsutil::sync_parent(&dest)
+        fs::rename(tmp, &dest).map_err(Error::io("storing blob", &dest))
     }
 
-    fn existing_size(&self, digest: &Digest) -> Option<u64> {
-        fs::metadata(self.layout.blob(digest)).ok().map(|m| m.len())
-    }
-
-    fn write_to_scratch(
+    /// Copies `reader` into a new file in `scratch`, hashing it. Reads at most
+    /// one byte past `size_limit`: enough to tell content is too long without copying an
+    /// arbitrarily large stream. Returns the digest, size and file.
+    pub fn stage(
         &self,
         reader: impl Read,
         size_limit: Option<u64>,
@@ -105,8 +55,6 @@ impl Blobs {
         let tmp = scratch.join(format!("blob-{}", fsutil::random_suffix()));
         let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
         let mut writer = Sha256Writer::new(BufWriter::with_capacity(256 * 1024, file));
-        // Read at most one byte past the declared size: enough to tell the blob is too long
-        // without copying an arbitrarily large stream.
         let mut limited = reader.take(size_limit.map_or(u64::MAX, |s| s.saturating_add(1)));
         let copied = io::copy(&mut limited, &mut writer).and_then(|_| writer.flush());
         if let Err(source) = copied {
@@ -119,12 +67,34 @@ impl Blobs {
         }
         let size = writer.written();
         let (digest, buffered) = writer.finish();
-        let file = buffered
+        // Not synced here: the transaction syncs the filesystem once before publishing.
+        buffered
             .into_inner()
             .map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
-        file.sync_all().map_err(Error::io("syncing", &tmp))?;
         Ok((digest, size, tmp))
     }
+}
+
+/// Reads the blob `digest` stored at `path` whole, refusing anything over `limit` bytes.
+pub fn read_limited(
+    path: &Path,
+    digest: &Digest,
+    what: &'static str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(Error::io("reading blob", path))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            digest: digest.clone(),
+            what,
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Checks content against what its descriptor promised.

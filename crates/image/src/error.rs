@@ -120,8 +120,25 @@ pub enum Error {
     Mount { context: String, source: nix::Error },
     #[error("{0}")]
     InvalidRootfs(String),
-    #[error("registry: {0}")]
-    Registry(String),
+    #[error("pulling {reference}: {source}")]
+    Registry {
+        reference: String,
+        source: Box<oci_client::errors::OciDistributionError>,
+    },
+    #[error(
+        "manifest for {reference} not found: the registry does not know this repository or tag"
+    )]
+    NotInRegistry { reference: String },
+    #[error(
+        "manifest {digest} of {reference} has schema version {version}; berth pulls only schema 2 (OCI and docker v2) images"
+    )]
+    UnsupportedSchema {
+        reference: String,
+        digest: Digest,
+        version: u64,
+    },
+    #[error("downloading blob {digest}: {source}")]
+    Download { digest: Digest, source: io::Error },
 }
 
 impl Error {

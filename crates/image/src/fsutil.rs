@@ -36,6 +36,13 @@ pub fn sync_parent(path: &Path) -> Result<()> {
         .map_err(Error::io("syncing directory", parent))
 }
 
+/// fsyncs a directory, so renames into it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing directory", dir))
+}
+
 /// A random 16-hex-character suffix for temp names.
 pub fn random_suffix() -> String {
     format!("{:016x}", rand::rng().random::<u64>())
@@ -49,12 +56,7 @@ pub struct LockGuard {
 
 /// Takes a shared or exclusive flock on `path`, creating the file if needed; blocks until granted.
 pub fn lock(path: &Path, exclusive: bool) -> Result<LockGuard> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("opening lock", path))?;
+    let file = open_lock_file(path)?;
     let arg = if exclusive {
         FlockArg::LockExclusive
     } else {
@@ -70,12 +72,7 @@ pub fn lock(path: &Path, exclusive: bool) -> Result<LockGuard> {
 
 /// Like [`lock`] with `exclusive`, but returns `None` instead of waiting when it is held.
 pub fn try_lock_exclusive(path: &Path) -> Result<Option<LockGuard>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("opening lock", path))?;
+    let file = open_lock_file(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(LockGuard { _lock: lock })),
         Err((_, Errno::EWOULDBLOCK)) => Ok(None),
@@ -85,6 +82,15 @@ pub fn try_lock_exclusive(path: &Path) -> Result<Option<LockGuard>> {
             source: errno.into(),
         }),
     }
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io("opening lock", path))
 }
 
 /// A private directory under the store's `tmp/`, locked for as long as it lives and removed

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_types::{Digest, ImageRef, Sha256Writer};
 use oci_spec::image::ImageConfiguration;
@@ -11,12 +11,12 @@ use serde_json::json;
 use crate::archive::{self, BlobPlan, ImagePlan};
 use crate::blob::Expected;
 use crate::error::{Error, Result};
-use crate::fsutil::{self, Scratch};
+use crate::fsutil;
 use crate::index::{ImageRecord, LayerRecord};
-use crate::layers;
 use crate::media::{self, MAX_METADATA_BYTES};
 use crate::progress::{Counting, Progress};
 use crate::source::{DirSource, Source, TarSource};
+use crate::staging::{LayerBlob, Staging};
 use crate::store::Store;
 use crate::unpack::Policy;
 
@@ -46,7 +46,7 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 impl Store {
     /// Imports every image of the archive at `path`: an OCI image layout or a `docker save`
     /// export, as a directory or a tar. Every blob is verified against its digest and size
-    /// and every layer against its diff_id before the image is recorded.
+    /// and every layer against its diff_id before anything is published or recorded.
     pub fn import(
         &self,
         path: &Path,
@@ -81,184 +81,12 @@ impl Store {
             (count, Some(_)) => return Err(Error::AmbiguousName { count }),
             (_, None) => {}
         }
-        let scratch = Scratch::new(&self.layout().tmp_dir())?;
+        let mut staging = Staging::new(self, options.policy)?;
         let mut records = Vec::with_capacity(plans.len());
         for plan in plans {
-            let record = self.import_plan(
-                source.as_mut(),
-                plan,
-                options.policy,
-                scratch.path(),
-                progress,
-            )?;
-            self.index().put(record.clone())?;
-            records.push(record);
+            records.push(import_plan(&mut staging, source.as_mut(), plan, progress)?);
         }
-        Ok(records)
-    }
-
-    fn import_plan(
-        &self,
-        source: &mut dyn Source,
-        plan: ImagePlan,
-        policy: Policy,
-        scratch: &Path,
-        progress: &dyn Progress,
-    ) -> Result<ImageRecord> {
-        let (config_digest, config_size) =
-            self.copy_blob(source, &plan.config, scratch, "config", progress)?;
-        let config_bytes = self
-            .blobs()
-            .read_small(&config_digest, "config", MAX_METADATA_BYTES)?;
-        let config: ImageConfiguration =
-            archive::parse_json("image config", &config_digest.to_string(), &config_bytes)?;
-        let diff_ids = config
-            .rootfs()
-            .diff_ids()
-            .iter()
-            .map(|d| d.parse::<Digest>())
-            .collect::<Result<Vec<_>, _>>()?;
-        if diff_ids.len() != plan.layers.len() {
-            return Err(Error::LayerCountMismatch {
-                config: config_digest,
-                diff_ids: diff_ids.len(),
-                layers: plan.layers.len(),
-            });
-        }
-        let mut blobs = Vec::with_capacity(plan.layers.len());
-        for layer in &plan.layers {
-            let (digest, size) = self.copy_blob(source, layer, scratch, "layer", progress)?;
-            let media_type = match plan.manifest {
-                Some(_) => layer.media_type.clone(),
-                None => sniff_layer_type(&self.blobs().open(&digest)?),
-            };
-            blobs.push((digest, size, media_type));
-        }
-        let manifest = match plan.manifest {
-            Some(bytes) => {
-                let (digest, _) = self.blobs().ingest_new(&bytes[..], scratch)?;
-                digest
-            }
-            None => {
-                let layers: Vec<_> = blobs
-                    .iter()
-                    .map(|(digest, size, media_type)| (digest.clone(), *size, media_type.clone()))
-                    .collect();
-                self.write_manifest(&config_digest, config_size, &layers, scratch)?
-            }
-        };
-        let layer_records = self.unpack_all(&blobs, &diff_ids, policy, progress)?;
-        Ok(record(
-            config_digest,
-            manifest,
-            plan.names,
-            layer_records,
-            &config,
-        ))
-    }
-
-    /// Copies one blob of the archive into the store, verified when the archive names its
-    /// digest. Returns its digest and size.
-    fn copy_blob(
-        &self,
-        source: &mut dyn Source,
-        plan: &BlobPlan,
-        scratch: &Path,
-        what: &'static str,
-        progress: &dyn Progress,
-    ) -> Result<(Digest, u64)> {
-        if let (Some(digest), Some(size)) = (&plan.digest, plan.size)
-            && self.blobs().contains(digest)
-        {
-            progress.finished(digest, "already exists");
-            return Ok((digest.clone(), size));
-        }
-        let Some((reader, size)) = source.open(&plan.name)? else {
-            return Err(match &plan.digest {
-                Some(digest) => Error::MissingBlob {
-                    digest: digest.clone(),
-                    what,
-                },
-                None => Error::MissingFile {
-                    name: plan.name.clone(),
-                    what,
-                },
-            });
-        };
-        match &plan.digest {
-            Some(digest) => {
-                progress.started(digest, "copying", Some(size));
-                let counted = Counting {
-                    inner: reader,
-                    blob: digest,
-                    progress,
-                };
-                let expected = Expected {
-                    digest,
-                    size: Some(plan.size.unwrap_or(size)),
-                };
-                let size = self.blobs().ingest(counted, expected, scratch)?;
-                progress.finished(digest, "copied");
-                Ok((digest.clone(), size))
-            }
-            None => self.blobs().ingest_new(reader, scratch),
-        }
-    }
-
-    fn write_manifest(
-        &self,
-        config: &Digest,
-        config_size: u64,
-        layers: &[(Digest, u64, String)],
-        scratch: &Path,
-    ) -> Result<Digest> {
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_MANIFEST,
-            "config": { "mediaType": media::OCI_CONFIG, "digest": config.to_string(), "size": config_size },
-            "layers": layers.iter().map(|(digest, size, media_type)| json!({
-                "mediaType": media_type, "digest": digest.to_string(), "size": size,
-            })).collect::<Vec<_>>(),
-        });
-        let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
-            what: "manifest",
-            name: config.to_string(),
-            source,
-        })?;
-        Ok(self.blobs().ingest_new(&bytes[..], scratch)?.0)
-    }
-
-    /// Unpacks layers bottom to top, each checked against its diff_id.
-    pub(crate) fn unpack_all(
-        &self,
-        blobs: &[(Digest, u64, String)],
-        diff_ids: &[Digest],
-        policy: Policy,
-        progress: &dyn Progress,
-    ) -> Result<Vec<(LayerRecord, u64)>> {
-        let mut parent: Option<Digest> = None;
-        let mut records = Vec::with_capacity(blobs.len());
-        for ((blob, size, media_type), diff_id) in blobs.iter().zip(diff_ids) {
-            let unpacked = layers::ensure_unpacked(
-                self.layout(),
-                blob,
-                Some(diff_id),
-                parent.as_ref(),
-                policy,
-                progress,
-            )?;
-            parent = Some(unpacked.chain_id.clone());
-            records.push((
-                LayerRecord {
-                    blob: blob.clone(),
-                    media_type: media_type.clone(),
-                    size: *size,
-                    diff_id: unpacked.diff_id,
-                    chain_id: unpacked.chain_id,
-                },
-                unpacked.bytes,
-            ));
-        }
+        staging.commit(records.clone())?;
         Ok(records)
     }
 
@@ -271,17 +99,24 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<ImageRecord> {
         let _shared = self.lock_shared()?;
-        let scratch = Scratch::new(&self.layout().tmp_dir())?;
+        let mut staging = Staging::new(self, options.policy)?;
         let meta = fs::metadata(path).map_err(Error::io("reading", path))?;
         let (blob, size) = if meta.is_dir() {
-            self.tar_directory(path, scratch.path())?
+            let (digest, size, tmp) = tar_directory(path, staging.scratch_path())?;
+            staging.adopt_blob(digest.clone(), tmp);
+            (digest, size)
         } else {
             let file = File::open(path).map_err(Error::io("opening", path))?;
-            self.blobs().ingest_new(file, scratch.path())?
+            staging.stage_blob(file, None)?
         };
-        let media_type = sniff_layer_type(&self.blobs().open(&blob)?);
-        let unpacked =
-            layers::ensure_unpacked(self.layout(), &blob, None, None, options.policy, progress)?;
+        let layer = LayerBlob {
+            media_type: sniff_layer_type(&staging.blob_path(&blob)),
+            digest: blob,
+            size,
+            diff_id: None,
+        };
+        let mut layers = staging.unpack_layers(std::slice::from_ref(&layer), progress)?;
+        let (layer_record, unpacked_bytes) = layers.remove(0);
         let mut env = options.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(0, DEFAULT_PATH.to_owned());
@@ -302,72 +137,214 @@ impl Store {
             "architecture": archive::PLATFORM_ARCH,
             "os": archive::PLATFORM_OS,
             "config": container_config,
-            "rootfs": { "type": "layers", "diff_ids": [unpacked.diff_id.to_string()] },
+            "rootfs": { "type": "layers", "diff_ids": [layer_record.diff_id.to_string()] },
             "history": [{ "created": now, "created_by": "berth image import-rootfs" }],
         });
-        let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Json {
-            what: "image config",
-            name: path.display().to_string(),
-            source,
-        })?;
+        let config_bytes = to_json("image config", &config)?;
         let parsed: ImageConfiguration =
             archive::parse_json("image config", "import-rootfs", &config_bytes)?;
-        let (config_digest, config_size) =
-            self.blobs().ingest_new(&config_bytes[..], scratch.path())?;
-        let layer = (blob.clone(), size, media_type.clone());
-        let manifest = self.write_manifest(
+        let (config_digest, config_size) = staging.stage_blob(&config_bytes[..], None)?;
+        let manifest = write_manifest(
+            &mut staging,
             &config_digest,
             config_size,
             std::slice::from_ref(&layer),
-            scratch.path(),
         )?;
-        let layer_record = LayerRecord {
-            blob,
-            media_type,
-            size,
-            diff_id: unpacked.diff_id,
-            chain_id: unpacked.chain_id,
-        };
         let record = record(
             config_digest,
             manifest,
             vec![options.name.clone()],
-            vec![(layer_record, unpacked.bytes)],
+            vec![(layer_record, unpacked_bytes)],
             &parsed,
         );
-        self.index().put(record.clone())?;
+        staging.commit(vec![record.clone()])?;
         Ok(record)
-    }
-
-    /// Writes a directory tree as an uncompressed tar blob, without following symlinks.
-    fn tar_directory(&self, dir: &Path, scratch: &Path) -> Result<(Digest, u64)> {
-        let tmp = scratch.join(format!("rootfs-{}.tar", fsutil::random_suffix()));
-        let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
-        let mut builder = tar::Builder::new(Sha256Writer::new(BufWriter::with_capacity(
-            256 * 1024,
-            file,
-        )));
-        builder.follow_symlinks(false);
-        builder.append_dir_all(".", dir).map_err(|source| {
-            Error::InvalidRootfs(format!("reading {}: {source}", dir.display()))
-        })?;
-        let writer = builder.into_inner().map_err(Error::io("writing", &tmp))?;
-        let size = writer.written();
-        let (digest, mut buffered) = writer.finish();
-        buffered.flush().map_err(Error::io("writing", &tmp))?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
-        file.sync_all().map_err(Error::io("syncing", &tmp))?;
-        self.blobs().publish(&tmp, &digest)?;
-        Ok((digest, size))
     }
 }
 
+/// Stages one image of an archive: config, layers, manifest, unpacked layers.
+fn import_plan(
+    staging: &mut Staging<'_>,
+    source: &mut dyn Source,
+    plan: ImagePlan,
+    progress: &dyn Progress,
+) -> Result<ImageRecord> {
+    let (config_digest, config_size) =
+        copy_blob(staging, source, &plan.config, "config", progress)?;
+    let (config, diff_ids) = read_config(staging, &config_digest, plan.layers.len())?;
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    for (layer, diff_id) in plan.layers.iter().zip(diff_ids) {
+        let (digest, size) = copy_blob(staging, source, layer, "layer", progress)?;
+        let media_type = match plan.manifest {
+            Some(_) => layer.media_type.clone(),
+            None => sniff_layer_type(&staging.blob_path(&digest)),
+        };
+        layers.push(LayerBlob {
+            digest,
+            size,
+            media_type,
+            diff_id: Some(diff_id),
+        });
+    }
+    let manifest = match plan.manifest {
+        // Already checked against its descriptor when the plan was read.
+        Some(bytes) => staging.stage_blob(&bytes[..], None)?.0,
+        None => write_manifest(staging, &config_digest, config_size, &layers)?,
+    };
+    assemble(
+        staging,
+        config_digest,
+        &config,
+        manifest,
+        &layers,
+        plan.names,
+        progress,
+    )
+}
+
+/// Reads an image config staged (or stored) as `digest` and checks that it lists one diff_id
+/// for each of the manifest's `layers` layers. Returns the config and its diff_ids.
+pub(crate) fn read_config(
+    staging: &Staging<'_>,
+    digest: &Digest,
+    layers: usize,
+) -> Result<(ImageConfiguration, Vec<Digest>)> {
+    let bytes = staging.read_small(digest, "config", MAX_METADATA_BYTES)?;
+    let config: ImageConfiguration =
+        archive::parse_json("image config", &digest.to_string(), &bytes)?;
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| d.parse::<Digest>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if diff_ids.len() != layers {
+        return Err(Error::LayerCountMismatch {
+            config: digest.clone(),
+            diff_ids: diff_ids.len(),
+            layers,
+        });
+    }
+    Ok((config, diff_ids))
+}
+
+/// The step every way into the store shares once an image's config, manifest and layer blobs
+/// are staged and verified: unpack the layers (each checked against its diff_id) and make the
+/// image's index record, to be committed with the transaction.
+pub(crate) fn assemble(
+    staging: &mut Staging<'_>,
+    id: Digest,
+    config: &ImageConfiguration,
+    manifest: Digest,
+    layers: &[LayerBlob],
+    names: Vec<ImageRef>,
+    progress: &dyn Progress,
+) -> Result<ImageRecord> {
+    let unpacked = staging.unpack_layers(layers, progress)?;
+    Ok(record(id, manifest, names, unpacked, config))
+}
+
+/// Stages one blob of the archive, verified when the archive names its digest. Returns its
+/// digest and size.
+fn copy_blob(
+    staging: &mut Staging<'_>,
+    source: &mut dyn Source,
+    plan: &BlobPlan,
+    what: &'static str,
+    progress: &dyn Progress,
+) -> Result<(Digest, u64)> {
+    if let (Some(digest), Some(size)) = (&plan.digest, plan.size)
+        && staging.has_blob(digest) == Some(size)
+    {
+        progress.finished(digest, "already exists");
+        return Ok((digest.clone(), size));
+    }
+    let Some((reader, size)) = source.open(&plan.name)? else {
+        return Err(match &plan.digest {
+            Some(digest) => Error::MissingBlob {
+                digest: digest.clone(),
+                what,
+            },
+            None => Error::MissingFile {
+                name: plan.name.clone(),
+                what,
+            },
+        });
+    };
+    let Some(digest) = &plan.digest else {
+        return staging.stage_blob(reader, None);
+    };
+    progress.started(digest, "copying", Some(size));
+    let counted = Counting {
+        inner: reader,
+        blob: digest,
+        progress,
+    };
+    let expected = Expected {
+        digest,
+        size: Some(plan.size.unwrap_or(size)),
+    };
+    let staged = staging.stage_blob(counted, Some(expected))?;
+    progress.finished(digest, "copied");
+    Ok(staged)
+}
+
+/// Writes an OCI manifest for a config and layers (for archives that carry none).
+fn write_manifest(
+    staging: &mut Staging<'_>,
+    config: &Digest,
+    config_size: u64,
+    layers: &[LayerBlob],
+) -> Result<Digest> {
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": { "mediaType": media::OCI_CONFIG, "digest": config.to_string(), "size": config_size },
+        "layers": layers.iter().map(|layer| json!({
+            "mediaType": layer.media_type, "digest": layer.digest.to_string(), "size": layer.size,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = to_json("manifest", &manifest)?;
+    Ok(staging.stage_blob(&bytes[..], None)?.0)
+}
+
+fn to_json(what: &'static str, value: &serde_json::Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| Error::Json {
+        what,
+        name: String::new(),
+        source,
+    })
+}
+
+/// Writes a directory tree as an uncompressed tar in `scratch`, without following symlinks.
+/// Returns the tar's digest, size and path.
+fn tar_directory(dir: &Path, scratch: &Path) -> Result<(Digest, u64, PathBuf)> {
+    let tmp = scratch.join(format!("rootfs-{}.tar", fsutil::random_suffix()));
+    let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+    let mut builder = tar::Builder::new(Sha256Writer::new(BufWriter::with_capacity(
+        256 * 1024,
+        file,
+    )));
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", dir)
+        .map_err(|source| Error::InvalidRootfs(format!("reading {}: {source}", dir.display())))?;
+    let writer = builder.into_inner().map_err(Error::io("writing", &tmp))?;
+    let size = writer.written();
+    let (digest, mut buffered) = writer.finish();
+    buffered.flush().map_err(Error::io("writing", &tmp))?;
+    buffered
+        .into_inner()
+        .map_err(|e| Error::io("writing", &tmp)(e.into_error()))?;
+    Ok((digest, size, tmp))
+}
+
 /// The OCI layer media type matching a blob's compression (by its magic bytes).
-fn sniff_layer_type(mut file: &File) -> String {
+fn sniff_layer_type(path: &Path) -> String {
     let mut head = [0u8; 4];
-    let n = file.read(&mut head).unwrap_or(0);
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
     let head = &head[..n];
     if head.starts_with(&[0x1f, 0x8b]) {
         "application/vnd.oci.image.layer.v1.tar+gzip".to_owned()

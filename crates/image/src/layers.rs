@@ -3,18 +3,20 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_types::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{self, Scratch};
 use crate::layout::Layout;
 use crate::media;
 use crate::progress::{Counting, Progress};
 use crate::unpack::{self, Policy};
+
+/// The metadata file beside a layer's `fs` directory; its presence marks a complete layer.
+pub const META_FILE: &str = "layer.json";
 
 /// `layers/sha256/<chain-id>/layer.json`: what a layer directory holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +26,16 @@ pub struct LayerMeta {
     pub blob: Digest,
     pub entries: u64,
     pub bytes: u64,
+}
+
+impl LayerMeta {
+    pub fn unpacked(&self, chain_id: Digest) -> Unpacked {
+        Unpacked {
+            diff_id: self.diff_id.clone(),
+            chain_id,
+            bytes: self.bytes,
+        }
+    }
 }
 
 /// The OCI chain id of a layer on top of `parent` (`None` for the bottom layer).
@@ -38,7 +50,7 @@ pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     }
 }
 
-/// A layer that exists unpacked in the store.
+/// A layer unpacked in the store or in a staging area.
 #[derive(Debug, Clone)]
 pub struct Unpacked {
     pub diff_id: Digest,
@@ -46,42 +58,28 @@ pub struct Unpacked {
     pub bytes: u64,
 }
 
-/// The `fs` directory of a layer.
+/// The `fs` directory of a published layer.
 pub fn fs_dir(layout: &Layout, chain_id: &Digest) -> PathBuf {
     layout.layer(chain_id).join("fs")
 }
 
-/// Makes sure the layer whose blob is `blob` is unpacked on top of `parent`. If `expected`
-/// names its diff_id and that layer is already there, nothing is read. Otherwise the blob is
-/// unpacked into scratch space, its uncompressed digest checked against `expected`, the
-/// filesystem synced, and the directory renamed into place: a layer directory is complete or
-/// absent, never partial.
-pub fn ensure_unpacked(
-    layout: &Layout,
+/// Unpacks the layer blob at `blob_path` into `dest/fs` and writes `dest/layer.json`.
+/// `lowers` are the `fs` directories of the layers below, topmost first. The uncompressed
+/// stream is hashed as it is unpacked and must match `expected` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn unpack_into(
     blob: &Digest,
+    blob_path: &Path,
+    dest: &Path,
+    lowers: &[PathBuf],
     expected: Option<&Digest>,
     parent: Option<&Digest>,
     policy: Policy,
     progress: &dyn Progress,
 ) -> Result<Unpacked> {
-    if let Some(diff_id) = expected {
-        let chain = chain_id(parent, diff_id);
-        if let Some(meta) = read_meta(layout, &chain)? {
-            progress.finished(blob, "already unpacked");
-            return Ok(Unpacked {
-                diff_id: diff_id.clone(),
-                chain_id: chain,
-                bytes: meta.bytes,
-            });
-        }
-    }
-    let lowers = lower_dirs(layout, parent)?;
-    let scratch = Scratch::new(&layout.tmp_dir())?;
-    let fs_path = scratch.path().join("fs");
+    let fs_path = dest.join("fs");
     fs::create_dir(&fs_path).map_err(Error::io("creating", &fs_path))?;
-
-    let blob_path = layout.blob(blob);
-    let file = fs::File::open(&blob_path).map_err(Error::io("opening blob", &blob_path))?;
+    let file = fs::File::open(blob_path).map_err(Error::io("opening blob", blob_path))?;
     let total = file.metadata().map(|m| m.len()).ok();
     progress.started(blob, "unpacking", total);
     let counted = Counting {
@@ -100,7 +98,8 @@ pub fn ensure_unpacked(
         media::decompress(counted).map_err(stream_err("compressed"))?;
     let mut hashing = HashingReader::new(decompressed);
     let stats =
-        unpack::unpack(&mut hashing, &fs_path, &lowers, blob, policy).map_err(|err| match err {
+        unpack::unpack(&mut hashing, &fs_path, lowers, blob, policy).map_err(|err| match err {
+            // A stream error under the tar reader is usually the decompressor's.
             Error::BadLayerStream { layer, source, .. } => Error::BadLayerStream {
                 layer,
                 format: compression.name(),
@@ -133,22 +132,8 @@ pub fn ensure_unpacked(
         name: chain.to_string(),
         source,
     })?;
-    let meta_path = scratch.path().join("layer.json");
+    let meta_path = dest.join(META_FILE);
     fs::write(&meta_path, meta_bytes).map_err(Error::io("writing", &meta_path))?;
-    // One syncfs instead of an fsync per file: the layer's files reach the disk before the
-    // rename that makes the layer visible.
-    let dir = fs::File::open(scratch.path()).map_err(Error::io("opening", scratch.path()))?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
-        .map_err(|e| Error::io("syncing", scratch.path())(e.into()))?;
-    let dest = layout.layer(&chain);
-    match fs::rename(scratch.path(), &dest) {
-        Ok(()) => fsutil::sync_parent(&dest)?,
-        // Another import unpacked the same layer first; ours is dropped with the scratch dir.
-        Err(err) if dest.join("layer.json").is_file() => {
-            tracing::debug!(%chain, %err, "layer appeared concurrently");
-        }
-        Err(err) => return Err(Error::io("publishing layer", &dest)(err)),
-    }
     progress.finished(blob, "unpacked");
     Ok(Unpacked {
         diff_id,
@@ -157,31 +142,11 @@ pub fn ensure_unpacked(
     })
 }
 
-/// Reads a layer's metadata; `None` if the layer is not unpacked.
-pub fn read_meta(layout: &Layout, chain: &Digest) -> Result<Option<LayerMeta>> {
-    let path = layout.layer(chain).join("layer.json");
-    match fs::read(&path) {
-        Ok(bytes) => Ok(Some(crate::archive::parse_json(
-            "layer metadata",
-            &chain.to_string(),
-            &bytes,
-        )?)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(Error::io("reading", &path)(err)),
-    }
-}
-
-/// The `fs` directories below a layer whose parent is `parent`, topmost first.
-pub fn lower_dirs(layout: &Layout, parent: Option<&Digest>) -> Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    let mut next = parent.cloned();
-    while let Some(chain) = next {
-        let meta = read_meta(layout, &chain)?
-            .ok_or_else(|| Error::InvalidRootfs(format!("parent layer {chain} is not unpacked")))?;
-        dirs.push(fs_dir(layout, &chain));
-        next = meta.parent;
-    }
-    Ok(dirs)
+/// Reads the metadata of the layer directory `dir`.
+pub fn read_meta_at(dir: &Path, chain: &Digest) -> Result<LayerMeta> {
+    let path = dir.join(META_FILE);
+    let bytes = fs::read(&path).map_err(Error::io("reading", &path))?;
+    crate::archive::parse_json("layer metadata", &chain.to_string(), &bytes)
 }
 
 /// Hashes what is read through it.

@@ -18,8 +18,9 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Creates the directories of a new store, or checks the version of an existing one.
-    pub fn create_or_check(root: &Path) -> Result<Self> {
+    /// Creates the store's directories if they are missing. The version file is handled by
+    /// [`Layout::ensure_version`], under the store lock.
+    pub fn create(root: &Path) -> Result<Self> {
         let layout = Self {
             root: root.to_path_buf(),
         };
@@ -33,26 +34,27 @@ impl Layout {
         ] {
             fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
         }
-        let version_file = layout.root.join("VERSION");
-        match fs::read_to_string(&version_file) {
-            Ok(found) if found.trim() == LAYOUT_VERSION.to_string() => {}
-            Ok(found) => {
-                return Err(Error::UnsupportedLayout {
-                    path: layout.root.clone(),
-                    found: found.trim().to_owned(),
-                    supported: LAYOUT_VERSION,
-                });
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                crate::fsutil::write_atomic(
-                    &version_file,
-                    format!("{LAYOUT_VERSION}\n").as_bytes(),
-                    &layout.tmp_dir(),
-                )?;
-            }
-            Err(err) => return Err(Error::io("reading", &version_file)(err)),
-        }
         Ok(layout)
+    }
+
+    /// Writes the version file of a new store, or checks that of an existing one. Callers
+    /// hold the store lock, so scratch cleaning cannot remove the file while it is written.
+    pub fn ensure_version(&self) -> Result<()> {
+        let version_file = self.root.join("VERSION");
+        match fs::read_to_string(&version_file) {
+            Ok(found) if found.trim() == LAYOUT_VERSION.to_string() => Ok(()),
+            Ok(found) => Err(Error::UnsupportedLayout {
+                path: self.root.clone(),
+                found: found.trim().to_owned(),
+                supported: LAYOUT_VERSION,
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => crate::fsutil::write_atomic(
+                &version_file,
+                format!("{LAYOUT_VERSION}\n").as_bytes(),
+                &self.tmp_dir(),
+            ),
+            Err(err) => Err(Error::io("reading", &version_file)(err)),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -106,5 +108,10 @@ impl Layout {
     /// Partial downloads, kept across crashes so a pull resumes where it stopped.
     pub fn ingest_dir(&self) -> PathBuf {
         self.root.join("ingest")
+    }
+
+    /// The partial (or complete, not yet published) download of blob `digest`.
+    pub fn ingest(&self, digest: &Digest) -> PathBuf {
+        self.ingest_dir().join(digest.hex())
     }
 }

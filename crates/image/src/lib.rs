@@ -14,10 +14,12 @@
 //!   consistent store: scratch space is reclaimed at the next open.
 //! - The on-disk layout is versioned (docs/formats/image-store.md).
 //!
-//! What it does not do yet: signature verification, pushing, and image build.
+//! What it does not do yet: registry credentials (pulls are anonymous), parallel layer
+//! downloads, signature verification, pushing, and image build.
 
 mod archive;
 mod blob;
+mod download;
 mod error;
 mod fsutil;
 mod import;
@@ -26,8 +28,11 @@ mod layers;
 mod layout;
 mod media;
 mod progress;
+mod pull;
+mod registry;
 mod snapshot;
 mod source;
+mod staging;
 mod store;
 pub mod unpack;
 
@@ -36,5 +41,6 @@ pub use import::{ImportOptions, RootfsOptions};
 pub use index::{ImageRecord, LayerRecord};
 pub use layout::LAYOUT_VERSION;
 pub use progress::{NoProgress, Progress};
+pub use pull::{PullOptions, Pulled};
 pub use snapshot::Rootfs;
 pub use store::{PruneReport, Removal, Store};

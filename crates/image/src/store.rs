@@ -47,19 +47,28 @@ impl Store {
     /// Opens (creating if needed) the store at `root`. Scratch space left by crashed
     /// operations is removed here, unless another process is using the store right now.
     pub fn open(root: &Path) -> Result<Self> {
-        let layout = Layout::create_or_check(root)?;
+        let layout = Layout::create(root)?;
         let store = Self {
             blobs: Blobs::new(layout.clone()),
             index: Index::new(layout.clone()),
             layout,
         };
-        if let Some(_exclusive) = fsutil::try_lock_exclusive(&store.layout.lock_file())? {
-            let removed = fsutil::clean_scratch(&store.layout.tmp_dir())?;
-            if removed > 0 {
-                tracing::info!(
-                    removed,
-                    "removed scratch space left by interrupted operations"
-                );
+        match fsutil::try_lock_exclusive(&store.layout.lock_file())? {
+            Some(_exclusive) => {
+                store.layout.ensure_version()?;
+                let removed = fsutil::clean_scratch(&store.layout.tmp_dir())?;
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "removed scratch space left by interrupted operations"
+                    );
+                }
+            }
+            None => {
+                // Someone is initializing, cleaning or using the store: wait for a shared
+                // lock, under which no cleaner runs.
+                let _shared = store.lock_shared()?;
+                store.layout.ensure_version()?;
             }
         }
         Ok(store)

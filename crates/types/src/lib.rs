@@ -5,10 +5,17 @@
 //! well-formed `sha256:<64 lowercase hex>`, an [`ImageRef`] always follows the
 //! docker/OCI reference grammar and is normalized the way docker normalizes it.
 //!
-//! Not here yet: container ids and names (issue #3), node names (issue #7).
+//! A [`ContainerId`] is always 64 lowercase hex characters, a [`ContainerName`] follows docker's
+//! name grammar.
+//!
+//! Not here yet: node names (issue #7).
 
+mod container_id;
+mod container_name;
 mod digest;
 mod image_ref;
 
+pub use container_id::{ContainerId, ContainerIdError};
+pub use container_name::{ContainerName, ContainerNameError};
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use image_ref::{ImageRef, ImageRefError};

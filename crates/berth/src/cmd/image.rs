@@ -21,6 +21,8 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// Make a one-layer image from a root filesystem (directory or tar), like `docker import`.
     ImportRootfs(ImportRootfsArgs),
+    /// Pull an image from an OCI distribution registry.
+    Pull(super::pull::PullArgs),
     /// List images.
     #[command(visible_alias = "list")]
     Ls(LsArgs),
@@ -118,6 +120,7 @@ pub fn run(globals: &Globals, command: ImageCommand) -> anyhow::Result<ExitCode>
     match command {
         ImageCommand::Import(args) => import(&store, args),
         ImageCommand::ImportRootfs(args) => import_rootfs(&store, args),
+        ImageCommand::Pull(args) => super::pull::run(globals, args),
         ImageCommand::Ls(args) => ls(&store, &args),
         ImageCommand::Inspect(args) => inspect(&store, &args),
         ImageCommand::Rm(args) => rm(&store, &args),

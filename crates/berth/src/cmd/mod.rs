@@ -2,4 +2,5 @@
 
 pub mod image;
 pub mod progress;
+pub mod pull;
 pub mod units;

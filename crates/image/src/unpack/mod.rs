@@ -9,20 +9,23 @@
 //! could forge overlayfs metadata).
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use berth_types::Digest;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
-use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
 use crate::error::{Error, Result};
+
+mod entry;
+
+use entry::{EntryMeta, is_opaque, is_whiteout, set_times_nofollow, set_xattr};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -543,58 +546,6 @@ impl Unpacker<'_> {
     }
 }
 
-/// Ownership, mode, time and xattrs of an entry, with PAX records taking precedence over the
-/// header's (narrower) fields.
-struct EntryMeta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: SystemTime,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-impl EntryMeta {
-    fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Self> {
-        let header = entry.header();
-        let mut uid = header.uid()?;
-        let mut gid = header.gid()?;
-        let mode = header.mode()? & 0o7777;
-        let mut mtime_secs = header.mtime()?;
-        let mut xattrs = Vec::new();
-        if let Some(pax) = entry.pax_extensions()? {
-            for ext in pax {
-                let ext = ext?;
-                let Ok(key) = ext.key() else { continue };
-                let number = || {
-                    ext.value()
-                        .ok()
-                        .and_then(|v| v.split('.').next()?.parse::<u64>().ok())
-                };
-                match key {
-                    "uid" => uid = number().unwrap_or(uid),
-                    "gid" => gid = number().unwrap_or(gid),
-                    "mtime" => mtime_secs = number().unwrap_or(mtime_secs),
-                    _ => {
-                        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                            xattrs.push((name.to_owned(), ext.value_bytes().to_vec()));
-                        }
-                    }
-                }
-            }
-        }
-        let to_id = |v: u64| {
-            u32::try_from(v).map_err(|_| io::Error::other(format!("uid/gid {v} out of range")))
-        };
-        Ok(Self {
-            uid: to_id(uid)?,
-            gid: to_id(gid)?,
-            mode,
-            mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(mtime_secs),
-            xattrs,
-        })
-    }
-}
-
 /// Whether a relative symlink at `link` (a path inside the layer) climbs above the layer root.
 /// Absolute targets are resolved against the container's root at run time, so they stay inside.
 fn escapes(link: &Path, target: &Path) -> bool {
@@ -618,79 +569,5 @@ fn escapes(link: &Path, target: &Path) -> bool {
     false
 }
 
-fn is_whiteout(meta: &fs::Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    get_xattr(dir, OVERLAY_OPAQUE_XATTR).is_some_and(|v| v == b"y")
-}
-
-fn set_times_nofollow(path: &Path, mtime: SystemTime) -> io::Result<()> {
-    let since = mtime
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let ts = TimeSpec::from_duration(since);
-    nix::sys::stat::utimensat(
-        None,
-        path,
-        &ts,
-        &ts,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(io::Error::from)
-}
-
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let c_path = CString::new(path.as_os_str().as_bytes())?;
-    let c_name = CString::new(name)?;
-    // SAFETY: both strings are valid NUL-terminated C strings that outlive the call, and
-    // `value` is a live slice whose pointer and length describe readable memory.
-    let rc = unsafe {
-        libc::lsetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let c_name = CString::new(name).ok()?;
-    let mut buf = [0u8; 64];
-    // SAFETY: valid NUL-terminated strings; `buf` is writable for `buf.len()` bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    usize::try_from(n).ok().map(|n| buf[..n].to_vec())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_symlinks_that_climb_out_of_the_layer_escape() {
-        assert!(escapes(Path::new("a"), Path::new("../etc")));
-        assert!(escapes(Path::new("a/b"), Path::new("../../x")));
-        assert!(escapes(Path::new("a/b"), Path::new("x/../../../y")));
-        assert!(!escapes(Path::new("a/b"), Path::new("../x")));
-        assert!(!escapes(Path::new("usr/bin/sh"), Path::new("busybox")));
-        assert!(!escapes(Path::new("bin"), Path::new("/usr/bin")));
-        assert!(!escapes(Path::new("a/b"), Path::new("./../c/./d")));
-    }
-}
+mod tests;

@@ -1,1 +1,4 @@
 //! End-to-end scenarios.
+
+mod store;
+mod support;

@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth", version, about, propagate_version = true)]
 struct Cli {
     /// Directory holding berth's persistent state (images, containers, store data).
-    #[arg(long, global = true, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
     root: PathBuf,
 
     /// Log filter, as RUST_LOG (e.g. `info`, `berth_image=debug`).
@@ -29,6 +34,10 @@ enum Command {
     /// Manage images: import, pull, list, inspect, remove, prune.
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Run the etcd v3-compatible store on its own (etcd's flag names).
+    Store(cmd::store::StoreArgs),
+    /// Run the host daemon (for now: the embedded store, in the foreground).
+    Daemon(cmd::daemon::DaemonArgs),
 }
 
 /// Global settings every subcommand may need.
@@ -46,6 +55,8 @@ fn main() -> ExitCode {
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Image(command) => cmd::image::run(&globals, command),
+        Command::Store(args) => cmd::store::run(&globals, args),
+        Command::Daemon(args) => cmd::daemon::run(&globals, args),
     };
     match result {
         Ok(code) => code,

@@ -1,3 +1,5 @@
 //! One module per subcommand: each parses its arguments into calls on a library crate.
 
+pub mod daemon;
 pub mod image;
+pub mod store;

@@ -1,8 +1,8 @@
 //! The state machine: the MVCC index and the lease table, changed only by log entries.
 
 use etcd_client::proto::{
-    PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbEvent, PbPutRequest, PbPutResponse,
-    PbRangeRequest, PbRangeResponse, PbResponseHeader,
+    PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbEvent, PbKeyValue, PbPutRequest,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbResponseHeader,
 };
 
 use super::{Applied, ApplyOutput, Command, LogEntry, WriteSet};
@@ -179,7 +179,7 @@ impl<'a> Write<'a> {
         self.events.push(PbEvent {
             r#type: EVENT_PUT,
             kv: Some(kv.as_ref().clone()),
-            prev_kv: prev.clone(),
+            prev_kv: self.event_prev(&req.key),
         });
         Ok(PbPutResponse {
             header: self.header(),
@@ -207,8 +207,9 @@ impl<'a> Write<'a> {
             }
             self.ws.changes.push((rev, key.clone(), None));
             let prev = prev.as_ref().clone();
+            let event_prev = self.event_prev(key);
             self.events
-                .push(mvcc::delete_event(key, rev.main, Some(prev.clone())));
+                .push(mvcc::delete_event(key, rev.main, event_prev));
             if req.prev_kv {
                 prev_kvs.push(prev);
             }
@@ -218,6 +219,15 @@ impl<'a> Write<'a> {
             deleted: i64::try_from(keys.len()).unwrap_or(i64::MAX),
             prev_kvs,
         }
+    }
+
+    /// The previous value a watch event carries: the key as of the revision before this
+    /// request (etcd's rule), not an earlier change of the same request.
+    fn event_prev(&self, key: &[u8]) -> Option<PbKeyValue> {
+        self.sm
+            .index
+            .get_at(key, self.main - 1)
+            .map(|kv| kv.as_ref().clone())
     }
 
     pub(super) fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, EtcdError> {

@@ -3,7 +3,7 @@
 
 use etcd_client::proto::{
     PbCompare, PbKeyValue, PbResponseHeader, PbResponseOp, PbTargetUnion, PbTxnOpRequest,
-    PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp, PbTxnResponse,
+    PbTxnOpResponse, PbTxnRequest, PbTxnResponse,
 };
 
 use super::machine::Write;
@@ -21,32 +21,65 @@ const TARGET_MOD: i32 = 2;
 const TARGET_VALUE: i32 = 3;
 const TARGET_LEASE: i32 = 4;
 
+/// Which of etcd's two pre-checks of a txn runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Puts,
+    Ranges,
+}
+
 impl Write<'_> {
+    /// Runs a txn as etcd does: every compare on the taken path (nested ones too) is decided
+    /// against the state before the txn, then the branch is checked, then run.
     pub(super) fn txn(&mut self, req: &PbTxnRequest) -> Result<PbTxnResponse, EtcdError> {
+        let mut path = Vec::new();
+        self.decide(req, &mut path);
+        self.check_branch(req, &path, &mut 0, Check::Puts)?;
+        self.check_branch(req, &path, &mut 0, Check::Ranges)?;
+        let mut resp = self.run_txn(req, &path, &mut 0)?;
+        resp.header = self.header();
+        Ok(resp)
+    }
+
+    /// The outcome of each txn's compares on the taken path, in the order the ops run.
+    fn decide(&self, req: &PbTxnRequest, path: &mut Vec<bool>) {
         let succeeded = req.compare.iter().all(|c| self.compare(c));
-        let ops = if succeeded {
+        path.push(succeeded);
+        for op in if succeeded {
             &req.success
         } else {
             &req.failure
-        };
-        self.check_ops(ops)?;
-        let responses = self.run_ops(ops)?;
-        // etcd leaves the header of a nested txn empty; the server fills the outer one.
-        Ok(PbTxnResponse {
-            header: Some(PbResponseHeader::default()),
-            succeeded,
-            responses,
-        })
+        } {
+            if let Some(PbTxnOpRequest::RequestTxn(t)) = &op.request {
+                self.decide(t, path);
+            }
+        }
     }
 
-    /// Checks a branch against the state before anything is written, so a txn either runs whole
-    /// or fails without effect.
-    fn check_ops(&self, ops: &[PbTxnRequestOp]) -> Result<(), EtcdError> {
+    /// Checks the taken branches against the state before anything is written, so a txn either
+    /// runs whole or fails without effect. etcd checks all puts first, then all ranges.
+    fn check_branch(
+        &self,
+        req: &PbTxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        check: Check,
+    ) -> Result<(), EtcdError> {
+        let succeeded = path.get(*at).copied().unwrap_or(false);
+        *at += 1;
         let index = self.sm.index();
-        for op in ops {
+        for op in if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        } {
             match &op.request {
-                Some(PbTxnOpRequest::RequestPut(p)) => self.check_put_state(p)?,
-                Some(PbTxnOpRequest::RequestRange(r)) if r.revision > 0 => {
+                Some(PbTxnOpRequest::RequestPut(p)) if check == Check::Puts => {
+                    self.check_put_state(p)?
+                }
+                Some(PbTxnOpRequest::RequestRange(r))
+                    if check == Check::Ranges && r.revision > 0 =>
+                {
                     if r.revision > self.read_revision() {
                         return Err(EtcdError::FutureRev);
                     }
@@ -54,17 +87,26 @@ impl Write<'_> {
                         return Err(EtcdError::Compacted);
                     }
                 }
-                Some(PbTxnOpRequest::RequestTxn(t)) => {
-                    let succeeded = t.compare.iter().all(|c| self.compare(c));
-                    self.check_ops(if succeeded { &t.success } else { &t.failure })?;
-                }
+                Some(PbTxnOpRequest::RequestTxn(t)) => self.check_branch(t, path, at, check)?,
                 _ => {}
             }
         }
         Ok(())
     }
 
-    fn run_ops(&mut self, ops: &[PbTxnRequestOp]) -> Result<Vec<PbResponseOp>, EtcdError> {
+    fn run_txn(
+        &mut self,
+        req: &PbTxnRequest,
+        path: &[bool],
+        at: &mut usize,
+    ) -> Result<PbTxnResponse, EtcdError> {
+        let succeeded = path.get(*at).copied().unwrap_or(false);
+        *at += 1;
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
@@ -78,13 +120,18 @@ impl Write<'_> {
                     Some(PbTxnOpResponse::ResponseDeleteRange(self.delete(d)))
                 }
                 Some(PbTxnOpRequest::RequestTxn(t)) => {
-                    Some(PbTxnOpResponse::ResponseTxn(self.txn(t)?))
+                    Some(PbTxnOpResponse::ResponseTxn(self.run_txn(t, path, at)?))
                 }
                 None => None,
             };
             responses.push(PbResponseOp { response });
         }
-        Ok(responses)
+        // etcd leaves the header of a nested txn empty; the outer one is set by `txn`.
+        Ok(PbTxnResponse {
+            header: Some(PbResponseHeader::default()),
+            succeeded,
+            responses,
+        })
     }
 
     /// Whether one compare holds: over a range, it must hold for every key in it; a missing key
@@ -141,7 +188,7 @@ fn compare_kv(c: &PbCompare, kv: &PbKeyValue) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use etcd_client::proto::PbPutRequest;
+    use etcd_client::proto::{PbPutRequest, PbTxnRequestOp};
 
     use crate::apply::{Applied, Command, LogEntry, StateMachine, WriteSet};
 

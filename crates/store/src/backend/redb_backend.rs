@@ -160,7 +160,7 @@ impl Backend for RedbBackend {
                 .current_revision()
                 .max(as_i64(meta_get(&meta, META_REVISION)?)),
         );
-        index.set_compact_revision(as_i64(meta_get(&meta, META_COMPACT)?));
+        index.set_compact_revision(meta_get(&meta, META_COMPACT)?.map_or(-1, |c| as_i64(Some(c))));
         for kv in index.range_at(&crate::mvcc::KeyRange::From(Vec::new()), i64::MAX) {
             if kv.lease != 0 {
                 leases.attach(kv.lease, &kv.key);

@@ -30,12 +30,13 @@ pub struct KeyIndex {
 }
 
 impl Default for KeyIndex {
-    /// An empty store is at revision 1, as etcd's is: the first write gets revision 2.
+    /// An empty store is at revision 1, as etcd's is: the first write gets revision 2. It has
+    /// never been compacted (-1), so even a compaction at revision 0 is accepted once.
     fn default() -> Self {
         Self {
             keys: BTreeMap::new(),
             current: 1,
-            compacted: 0,
+            compacted: -1,
         }
     }
 }
@@ -166,9 +167,12 @@ impl KeyIndex {
                 if change.rev.main < from || change.rev.main > to {
                     continue;
                 }
-                let prev = i
-                    .checked_sub(1)
-                    .and_then(|p| changes[p].kv.as_deref().cloned());
+                // As etcd: the key as of the revision before the event's.
+                let prev = changes[..i]
+                    .iter()
+                    .rev()
+                    .find(|c| c.rev.main < change.rev.main)
+                    .and_then(|c| c.kv.as_deref().cloned());
                 out.push((change.rev, event(key, change, prev)));
             }
         }

@@ -227,3 +227,51 @@ fn store_stops_cleanly_on_sigterm_and_keeps_its_data() {
         "yes\n"
     );
 }
+
+#[test]
+fn writes_past_the_space_quota_raise_nospace_and_reads_still_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::berth(
+        &dir.path().join("data"),
+        &["--quota-backend-bytes", "300000"],
+    );
+    let e = s.endpoint.as_str();
+    let value = "x".repeat(50_000);
+    let mut refused = None;
+    for i in 0..40 {
+        let out = etcdctl(e, &["put", &format!("k{i}"), &value]);
+        if !out.status.success() {
+            refused = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let refused = refused.expect("the quota was never enforced");
+    assert!(
+        refused.contains("etcdserver: mvcc: database space exceeded"),
+        "{refused}"
+    );
+    assert!(ok(e, &["alarm", "list"]).contains("alarm:NOSPACE"));
+    assert_eq!(ok(e, &["get", "k0", "--keys-only"]).trim(), "k0");
+}
+
+#[test]
+fn daemon_serves_the_embedded_store_on_store_listen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = crate::support::ports::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("--root")
+        .arg(dir.path())
+        .args(["daemon", "--store-listen", &url]);
+    let _daemon = crate::support::process::ProcessGuard::spawn(cmd, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !etcdctl(&url, &["put", "from", "daemon"]).status.success() {
+        assert!(Instant::now() < deadline, "daemon's store never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok(&url, &["get", "from", "--print-value-only"]), "daemon\n");
+    assert!(
+        dir.path().join("store").join("store.redb").exists(),
+        "data not under <--root>/store"
+    );
+}

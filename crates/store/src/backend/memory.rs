@@ -1,19 +1,26 @@
 //! A backend that keeps nothing: for tests of the node shell that need no disk.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use super::{Backend, Loaded};
 use crate::apply::{StateMachine, WriteSet};
 use crate::error::StoreError;
 
-/// Commits succeed at once and are forgotten; every start is an empty store.
+/// Commits succeed after an optional delay (a stand-in for fsync) and are forgotten; every
+/// start is an empty store. The commit count is shared so a test can read it while the node
+/// owns the backend.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    commits: u64,
+    commits: Arc<AtomicU64>,
+    delay: Duration,
 }
 
 impl MemoryBackend {
-    /// How many commits the node made (group commit folds concurrent writes into one).
-    pub fn commits(&self) -> u64 {
-        self.commits
+    /// A backend whose commits take `delay`, counting them into `commits`.
+    pub fn new(commits: Arc<AtomicU64>, delay: Duration) -> Self {
+        Self { commits, delay }
     }
 }
 
@@ -27,7 +34,8 @@ impl Backend for MemoryBackend {
     }
 
     fn commit(&mut self, _ws: &WriteSet) -> Result<(), StoreError> {
-        self.commits += 1;
+        std::thread::sleep(self.delay);
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -203,3 +203,59 @@ impl History for StateView<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use etcd_client::proto::PbPutRequest;
+
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    fn put(i: usize) -> Command {
+        Command::Put(PbPutRequest {
+            key: format!("k{i}").into_bytes(),
+            value: b"v".to_vec(),
+            ..PbPutRequest::default()
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_each_gets_its_own_revision() {
+        let commits = Arc::new(AtomicU64::new(0));
+        let backend = MemoryBackend::new(Arc::clone(&commits), Duration::from_millis(5));
+        let node = Node::start(Config::new("unused".into()), Box::new(backend)).unwrap();
+        let writes: Vec<_> = (0..200)
+            .map(|i| {
+                let node = Arc::clone(&node);
+                tokio::spawn(async move { node.propose(put(i)).await.unwrap().revision })
+            })
+            .collect();
+        let mut revisions = Vec::new();
+        for w in writes {
+            revisions.push(w.await.unwrap());
+        }
+        revisions.sort_unstable();
+        revisions.dedup();
+        assert_eq!(revisions.len(), 200, "every write has its own revision");
+        assert!(
+            commits.load(Ordering::Relaxed) < 100,
+            "writes were not grouped"
+        );
+        assert_eq!(node.durable_revision(), 201);
+    }
+
+    #[tokio::test]
+    async fn reads_see_a_write_once_it_is_acknowledged() {
+        let node = Node::start(
+            Config::new("unused".into()),
+            Box::<MemoryBackend>::default(),
+        )
+        .unwrap();
+        let rev = node.propose(put(1)).await.unwrap().revision;
+        let seen = node.read(|state, at| state.index().get_at(b"k1", at).map(|kv| kv.mod_revision));
+        assert_eq!(seen, Some(rev));
+    }
+}

@@ -79,9 +79,9 @@ impl Server {
         self.port
     }
 
-    /// Waits (at most 20 s) until the port accepts connections and a client gets an answer.
+    /// Waits (at most 60 s) until the port accepts connections and a client gets an answer.
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 let out = super::etcdctl::etcdctl(&self.endpoint, &["endpoint", "health"]);

@@ -13,13 +13,23 @@ use crate::support::store::Server;
 /// fixed order).
 async fn drain(stream: &mut WatchStream) -> Vec<String> {
     let mut out = Vec::new();
-    while let Ok(Ok(Some(r))) = tokio::time::timeout(Duration::from_millis(400), stream.message()).await {
+    while let Ok(Ok(Some(r))) =
+        tokio::time::timeout(Duration::from_millis(400), stream.message()).await
+    {
         let events: Vec<String> = r
             .events()
             .iter()
             .map(|e| {
-                let kv = e.kv().map(|kv| (kv.key_str().unwrap_or("?").to_owned(), kv.mod_revision(), kv.version()));
-                let prev = e.prev_kv().map(|kv| kv.value_str().unwrap_or("?").to_owned());
+                let kv = e.kv().map(|kv| {
+                    (
+                        kv.key_str().unwrap_or("?").to_owned(),
+                        kv.mod_revision(),
+                        kv.version(),
+                    )
+                });
+                let prev = e
+                    .prev_kv()
+                    .map(|kv| kv.value_str().unwrap_or("?").to_owned());
                 format!("{:?} {kv:?} prev={prev:?}", e.event_type())
             })
             .collect();
@@ -42,12 +52,27 @@ async fn script(endpoint: &str) -> Vec<Vec<String>> {
     let mut kv = c.clone();
     let mut steps = Vec::new();
     let mut stream = c
-        .watch("a", Some(WatchOptions::new().with_prefix().with_filters([WatchFilterType::NoPut])))
+        .watch(
+            "a",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_filters([WatchFilterType::NoPut]),
+            ),
+        )
         .await
         .expect("watch");
     steps.push(drain(&mut stream).await);
     stream
-        .watch("a", Some(WatchOptions::new().with_prefix().with_prev_key().with_filters([WatchFilterType::NoDelete])))
+        .watch(
+            "a",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_filters([WatchFilterType::NoDelete]),
+            ),
+        )
         .await
         .expect("second watch");
     steps.push(drain(&mut stream).await);
@@ -69,7 +94,15 @@ async fn script(endpoint: &str) -> Vec<Vec<String>> {
     kv.delete("a2", None).await.expect("delete");
     steps.push(drain(&mut stream).await);
     stream
-        .watch("a", Some(WatchOptions::new().with_prefix().with_start_revision(3).with_prev_key()))
+        .watch(
+            "a",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(3)
+                    .with_prev_key(),
+            ),
+        )
         .await
         .expect("replay watch");
     steps.push(drain(&mut stream).await);

@@ -275,3 +275,24 @@ fn daemon_serves_the_embedded_store_on_store_listen() {
         "data not under <--root>/store"
     );
 }
+
+#[test]
+fn periodic_auto_compaction_drops_old_revisions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"];
+    let s = Server::berth(&dir.path().join("data"), &flags);
+    let e = s.endpoint.as_str();
+    ok(e, &["put", "a", "1"]);
+    ok(e, &["put", "a", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        ok(e, &["put", "tick", "x"]);
+        let old = etcdctl(e, &["get", "a", "--rev", "2"]);
+        if String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history was never compacted");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(ok(e, &["get", "a", "--print-value-only"]), "2\n");
+}

@@ -2,13 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Backend, Loaded, record};
 use crate::apply::{StateMachine, WriteSet};
 use crate::error::StoreError;
 use crate::lease::LeaseTable;
 use crate::mvcc::{KeyIndex, Revision};
+
+/// redb's page cache. The store reads the file only once, on start (the index lives in memory,
+/// ADR 0401), so a large cache would only hold written pages twice.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The version of the on-disk layout this code reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
@@ -40,7 +44,10 @@ impl RedbBackend {
             source,
         })?;
         let path = dir.join("store.redb");
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
+        let db = Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
             path: path.clone(),
             source: Box::new(source),
         })?;

@@ -93,9 +93,10 @@ fn run(node: &Node, mut backend: Box<dyn Backend>, mut rx: mpsc::Receiver<Job>) 
             }
             node.check_quota(backend.size_bytes());
         }
+        let mut outputs = outputs;
         let events: Vec<(i64, Vec<PbEvent>)> = outputs
-            .iter()
-            .map(|o| (o.revision, o.events.clone()))
+            .iter_mut()
+            .map(|o| (o.revision, std::mem::take(&mut o.events)))
             .collect();
         let last_revision = outputs.last().map_or(0, |o| o.revision);
         node.publish(last_revision, next_index - 1, &events);

@@ -2,7 +2,6 @@
 //! Prints one line per scenario: `name ops_per_sec p50_ms p99_ms` (RSS lines: `rss_kib N`).
 //!
 //! Usage: store_bench ENDPOINT SERVER_PID
-//! (STORE_BENCH_ONLY_SINGLE_PUTS=1 runs the single-client put scenario alone, for profiling.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

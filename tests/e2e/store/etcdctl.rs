@@ -279,7 +279,12 @@ fn daemon_serves_the_embedded_store_on_store_listen() {
 #[test]
 fn periodic_auto_compaction_drops_old_revisions() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let flags = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"];
+    let flags = [
+        "--auto-compaction-mode",
+        "periodic",
+        "--auto-compaction-retention",
+        "1s",
+    ];
     let s = Server::berth(&dir.path().join("data"), &flags);
     let e = s.endpoint.as_str();
     ok(e, &["put", "a", "1"]);

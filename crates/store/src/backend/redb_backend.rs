@@ -48,9 +48,9 @@ impl RedbBackend {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
         Ok(Self { db, path })
     }
 

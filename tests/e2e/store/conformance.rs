@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::support::store::Server;
 
-/// Operations in the random sequence.
-const OPS: usize = 600;
+/// Operations in the random sequence (BERTH_CONFORMANCE_OPS overrides).
+const OPS: usize = 1000;
 const KEYS: usize = 8;
 const LEASES: i64 = 4;
 
@@ -303,10 +303,14 @@ async fn berth_answers_a_random_operation_sequence_exactly_as_etcd_does() {
     let mut b = Client::connect([&berth.endpoint], None)
         .await
         .expect("connect berth");
+    let ops = std::env::var("BERTH_CONFORMANCE_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(OPS);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut current = 1;
     let mut compacted = 0;
-    for i in 0..OPS {
+    for i in 0..ops {
         let op = random_op(&mut rng, current);
         let want = run(&mut e, op.clone()).await;
         let got = run(&mut b, op.clone()).await;

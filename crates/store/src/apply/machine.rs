@@ -43,7 +43,7 @@ impl StateMachine {
     }
 
     /// Applies one log entry. Entries must come in log order; one already applied (a replay
-    /// after restart) is skipped with an empty output.
+    /// after restart) changes nothing: its output has no events and the error `Stopped`.
     pub fn apply(&mut self, entry: &LogEntry, ws: &mut WriteSet) -> ApplyOutput {
         if entry.index != 0 && entry.index <= self.applied {
             return ApplyOutput {

@@ -33,19 +33,23 @@ impl LeaseService {
     }
 }
 
-/// Answers one keep-alive: the full TTL again, or a TTL of 0 for a lease that is gone.
+/// Answers one keep-alive: the full TTL again, or a TTL of 0 for a lease that is gone or has
+/// expired (and is about to be revoked): an expired lease is never brought back.
 fn keep_alive(node: &Node, id: i64) -> PbLeaseKeepAliveResponse {
-    let ttl = node.read(|state, _| state.leases().ttl(id));
-    let ttl = match ttl {
-        Some(ttl) => {
-            node.lease_clock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .renew(id, ttl, Instant::now());
+    let granted = node.read(|state, _| state.leases().ttl(id));
+    let now = Instant::now();
+    let mut clock = node
+        .lease_clock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ttl = match (granted, clock.remaining(id, now)) {
+        (Some(ttl), Some(left)) if left > 0 => {
+            clock.renew(id, ttl, now);
             ttl
         }
-        None => 0,
+        _ => 0,
     };
+    drop(clock);
     PbLeaseKeepAliveResponse {
         header: node.header(node.durable_revision()),
         id,

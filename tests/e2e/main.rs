@@ -6,4 +6,5 @@
 
 mod image;
 mod pull;
+mod store;
 mod support;

@@ -34,6 +34,10 @@ enum Command {
     /// Manage images: import, pull, list, inspect, remove, prune.
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Run the etcd v3-compatible store on its own (etcd's flag names).
+    Store(cmd::store::StoreArgs),
+    /// Run the host daemon (for now: the embedded store, in the foreground).
+    Daemon(cmd::daemon::DaemonArgs),
 }
 
 /// Global settings every subcommand may need.
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Image(command) => cmd::image::run(&globals, command),
+        Command::Store(args) => cmd::store::run(&globals, args),
+        Command::Daemon(args) => cmd::daemon::run(&globals, args),
     };
     match result {
         Ok(code) => code,

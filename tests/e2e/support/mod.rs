@@ -1,7 +1,11 @@
 //! Shared helpers of the end-to-end tests: running berth, building fixtures.
 
+pub mod etcdctl;
 pub mod fixtures;
 pub mod oci;
+pub mod ports;
+pub mod process;
+pub mod store;
 
 use std::path::Path;
 use std::process::{Command, Output};

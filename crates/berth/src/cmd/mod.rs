@@ -1,6 +1,8 @@
 //! One module per subcommand: each parses its arguments into calls on a library crate.
 
+pub mod daemon;
 pub mod image;
 pub mod progress;
 pub mod pull;
+pub mod store;
 pub mod units;

@@ -1,0 +1,95 @@
+//! `berth store`: the etcd v3-compatible store on its own, with etcd's flag names.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth_store::Config;
+use berth_store::config::{AutoCompaction, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUOTA_BACKEND_BYTES};
+use clap::Args;
+
+use crate::Globals;
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Directory of the store's data (default: <--root>/store).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Comma-separated URLs to serve clients on.
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    listen_client_urls: Vec<String>,
+    /// Comma-separated client URLs to advertise (default: the listen URLs).
+    #[arg(long, value_delimiter = ',')]
+    advertise_client_urls: Vec<String>,
+    /// Largest client request accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+    /// Size of the data file at which the NOSPACE alarm stops writes, in bytes.
+    #[arg(long, default_value_t = DEFAULT_QUOTA_BACKEND_BYTES)]
+    quota_backend_bytes: u64,
+    /// `periodic` (retention is a duration, or hours) or `revision` (a number of revisions).
+    #[arg(long, default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// How much history auto-compaction keeps; 0 turns it off.
+    #[arg(long, default_value = "0")]
+    auto_compaction_retention: String,
+}
+
+impl StoreArgs {
+    fn into_config(self, globals: &Globals) -> anyhow::Result<Config> {
+        let data_dir = self.data_dir.unwrap_or_else(|| default_data_dir(globals));
+        let mut config = Config::new(data_dir);
+        config.name = self.name;
+        config.advertise_client_urls = if self.advertise_client_urls.is_empty() {
+            self.listen_client_urls.clone()
+        } else {
+            self.advertise_client_urls
+        };
+        config.listen_client_urls = self.listen_client_urls;
+        config.max_request_bytes = self.max_request_bytes;
+        config.quota_backend_bytes = self.quota_backend_bytes;
+        config.auto_compaction =
+            AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
+                .map_err(anyhow::Error::msg)
+                .context("--auto-compaction-mode/--auto-compaction-retention")?;
+        Ok(config)
+    }
+}
+
+/// Where the store keeps its data unless told otherwise.
+pub fn default_data_dir(globals: &Globals) -> PathBuf {
+    globals.root.join("store")
+}
+
+pub fn run(globals: &Globals, args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let config = args.into_config(globals)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve_until_signal(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the store until SIGTERM or SIGINT, then shuts it down cleanly.
+pub async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    berth_store::serve(config, shutdown_signal())
+        .await
+        .with_context(|| format!("store in {}", data_dir.display()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the store with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,119 @@
+//! Errors: the etcd errors a client sees on the wire, and the store's own failures.
+
+use std::path::PathBuf;
+
+/// An error etcd defines for its v3 API. Each maps to etcd's own gRPC code and message, so
+/// clients that match on them (etcdctl, client libraries) behave as against etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+}
+
+impl EtcdError {
+    /// The gRPC status code etcd sends with this error.
+    pub fn code(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::EmptyKey
+            | Self::KeyNotFound
+            | Self::ValueProvided
+            | Self::LeaseProvided
+            | Self::TooManyOps
+            | Self::DuplicateKey
+            | Self::RequestTooLarge => Code::InvalidArgument,
+            Self::Compacted | Self::FutureRev | Self::LeaseTtlTooLarge => Code::OutOfRange,
+            Self::NoSpace => Code::ResourceExhausted,
+            Self::LeaseNotFound => Code::NotFound,
+            Self::LeaseExist => Code::FailedPrecondition,
+            Self::Timeout | Self::Stopped => Code::Unavailable,
+        }
+    }
+}
+
+impl From<EtcdError> for tonic::Status {
+    fn from(err: EtcdError) -> Self {
+        tonic::Status::new(err.code(), err.to_string())
+    }
+}
+
+/// A failure of the store itself: its files, its engine, its network listener.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<redb::DatabaseError>,
+    },
+    #[error("store database {path} has format version {found}, this berth reads {expected}")]
+    FormatVersion {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("store database {path} holds a corrupt record at revision {revision}")]
+    CorruptRecord { path: PathBuf, revision: i64 },
+    #[error("store engine failed during {during}")]
+    Engine {
+        during: &'static str,
+        #[source]
+        source: Box<redb::Error>,
+    },
+    #[error("invalid listen URL {url}: {reason}")]
+    ListenUrl { url: String, reason: &'static str },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+    #[error("the store's writer stopped after an earlier failure")]
+    WriterStopped,
+}
+
+impl StoreError {
+    /// Wraps any redb error with what the store was doing.
+    pub(crate) fn engine(during: &'static str, source: impl Into<redb::Error>) -> Self {
+        Self::Engine {
+            during,
+            source: Box::new(source.into()),
+        }
+    }
+}

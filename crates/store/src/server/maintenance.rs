@@ -1,0 +1,211 @@
+//! The Maintenance service: status, hashes, snapshots, defragmentation and the NOSPACE alarm.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use etcd_client::proto::{
+    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse,
+    PbDowngradeRequest, PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest,
+    PbHashResponse, PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse,
+    PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::ETCD_VERSION;
+use crate::apply::StateMachine;
+use crate::backend::snapshot_bytes;
+use crate::error::EtcdError;
+use crate::node::Node;
+
+/// etcd's alarm actions and types on the wire.
+const ACTION_GET: i32 = 0;
+const ACTION_ACTIVATE: i32 = 1;
+const ACTION_DEACTIVATE: i32 = 2;
+const ALARM_NONE: i32 = 0;
+const ALARM_NOSPACE: i32 = 1;
+
+/// Size of one snapshot message.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// etcd's Maintenance service.
+#[derive(Debug)]
+pub struct MaintenanceService {
+    node: Arc<Node>,
+}
+
+impl MaintenanceService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn alarms(&self) -> Vec<PbAlarmMember> {
+        if self.node.no_space() {
+            vec![PbAlarmMember {
+                member_id: self.node.member_id,
+                alarm: ALARM_NOSPACE,
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// A CRC-32 of every change up to `rev`: equal stores give equal hashes.
+fn hash_up_to(state: &StateMachine, rev: i64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for (r, key, kv) in state.index().changes_up_to(rev) {
+        h.update(&r.main.to_be_bytes());
+        h.update(&r.sub.to_be_bytes());
+        h.update(key);
+        if let Some(kv) = kv {
+            h.update(&kv.value);
+            h.update(&kv.lease.to_be_bytes());
+        }
+    }
+    h.finalize()
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PbMaintenanceService for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<PbAlarmRequest>,
+    ) -> Result<Response<PbAlarmResponse>, Status> {
+        let req = request.into_inner();
+        match (req.action, req.alarm) {
+            (ACTION_GET, _) => {}
+            (ACTION_ACTIVATE, ALARM_NOSPACE) => self.node.set_no_space(true),
+            (ACTION_DEACTIVATE, ALARM_NOSPACE | ALARM_NONE) => self.node.set_no_space(false),
+            (ACTION_ACTIVATE | ACTION_DEACTIVATE, _) => {}
+            _ => return Err(Status::invalid_argument("unknown alarm action")),
+        }
+        Ok(Response::new(PbAlarmResponse {
+            header: self.node.header(self.node.durable_revision()),
+            alarms: self.alarms(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _: Request<PbStatusRequest>,
+    ) -> Result<Response<PbStatusResponse>, Status> {
+        let node = &self.node;
+        let size = i64::try_from(node.db_size()).unwrap_or(i64::MAX);
+        let errors = if node.no_space() {
+            vec!["memberID:".to_owned() + &node.member_id.to_string() + " alarm:NOSPACE "]
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(PbStatusResponse {
+            header: node.header(node.durable_revision()),
+            version: ETCD_VERSION.to_owned(),
+            db_size: size,
+            leader: node.member_id,
+            raft_index: node.applied_index(),
+            raft_term: 1,
+            raft_applied_index: node.applied_index(),
+            errors,
+            db_size_in_use: size,
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: i64::try_from(node.config.quota_backend_bytes).unwrap_or(i64::MAX),
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<PbDefragmentRequest>,
+    ) -> Result<Response<PbDefragmentResponse>, Status> {
+        self.node.defragment().await?;
+        Ok(Response::new(PbDefragmentResponse {
+            header: self.node.header(self.node.durable_revision()),
+        }))
+    }
+
+    async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+        let (hash, rev) = self.node.read(|state, rev| (hash_up_to(state, rev), rev));
+        Ok(Response::new(PbHashResponse {
+            header: self.node.header(rev),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<PbHashKvRequest>,
+    ) -> Result<Response<PbHashKvResponse>, Status> {
+        let req = request.into_inner();
+        let (hash, rev, compacted, current) = self.node.read(|state, current| {
+            let rev = if req.revision <= 0 {
+                current
+            } else {
+                req.revision
+            };
+            (
+                hash_up_to(state, rev),
+                rev,
+                state.index().compact_revision(),
+                current,
+            )
+        });
+        if rev > current {
+            return Err(EtcdError::FutureRev.into());
+        }
+        if rev < compacted {
+            return Err(EtcdError::Compacted.into());
+        }
+        Ok(Response::new(PbHashKvResponse {
+            header: self.node.header(current),
+            hash,
+            compact_revision: compacted,
+            hash_revision: rev,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _: Request<PbSnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let (bytes, rev) = self
+            .node
+            .read(|state, rev| (snapshot_bytes(state, rev), rev));
+        let header = self.node.header(rev);
+        let total = bytes.len();
+        let chunks: Vec<Result<PbSnapshotResponse, Status>> = bytes
+            .chunks(SNAPSHOT_CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let sent = (i + 1) * SNAPSHOT_CHUNK;
+                Ok(PbSnapshotResponse {
+                    header,
+                    remaining_bytes: u64::try_from(total.saturating_sub(sent)).unwrap_or(0),
+                    blob: chunk.to_vec(),
+                    version: ETCD_VERSION.to_owned(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<PbMoveLeaderRequest>,
+    ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        Err(Status::unimplemented(
+            "leadership moves need a replicated store (issue #7)",
+        ))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<PbDowngradeRequest>,
+    ) -> Result<Response<PbDowngradeResponse>, Status> {
+        Err(Status::unimplemented("berth's store has no downgrade path"))
+    }
+}

@@ -1,0 +1,107 @@
+//! The etcd v3 gRPC services over a [`Node`]: KV, Watch, Lease, Maintenance and Cluster.
+
+mod cluster;
+mod kv;
+mod lease;
+mod maintenance;
+mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use etcd_client::proto::{
+    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
+};
+use prost::Message;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::backend::RedbBackend;
+use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addr};
+use crate::error::{EtcdError, StoreError};
+use crate::node::{self, Node};
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use lease::LeaseService;
+pub use maintenance::MaintenanceService;
+pub use watch::WatchService;
+
+/// The etcd version berth's store reports (the API level it implements).
+pub const ETCD_VERSION: &str = "3.4.0";
+
+/// Refuses a request larger than `--max-request-bytes`, as etcd does before proposing it.
+fn check_size(node: &Node, msg: &impl Message) -> Result<(), EtcdError> {
+    if msg.encoded_len() > node.config.max_request_bytes {
+        return Err(EtcdError::RequestTooLarge);
+    }
+    Ok(())
+}
+
+/// Opens the store in `config.data_dir` and serves it on the listen URLs until `shutdown`
+/// completes; then stops accepting requests and returns once in-flight ones are answered.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StoreError> {
+    let backend = RedbBackend::open(&config.data_dir)?;
+    let node = Node::start(config, Box::new(backend))?;
+    serve_node(node, shutdown).await
+}
+
+/// Serves an already started node.
+pub async fn serve_node(
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StoreError> {
+    let limit = node.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let background = node::spawn_background(&node);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for url in &node.config.listen_client_urls {
+        let addr = listen_addr(url)?;
+        let incoming = TcpIncoming::bind(addr)
+            .map_err(|source| StoreError::Listen { addr, source })?
+            .with_nodelay(Some(true));
+        let router = Server::builder()
+            .add_service(
+                PbKvServer::new(KvService::new(Arc::clone(&node))).max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbWatchServer::new(WatchService::new(Arc::clone(&node)))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbLeaseServer::new(LeaseService::new(Arc::clone(&node)))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbMaintenanceServer::new(MaintenanceService::new(Arc::clone(&node)))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                PbClusterServer::new(ClusterService::new(Arc::clone(&node)))
+                    .max_decoding_message_size(limit),
+            );
+        let mut stop = stop_rx.clone();
+        tracing::info!(%addr, "store serving etcd v3 clients");
+        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
+            incoming,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    for s in servers {
+        if let Ok(Err(err)) = s.await {
+            result = Err(StoreError::Serve(err));
+        }
+    }
+    for t in background {
+        t.abort();
+    }
+    result
+}

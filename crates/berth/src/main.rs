@@ -34,6 +34,9 @@ enum Command {
     /// Manage images: import, pull, list, inspect, remove, prune.
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Supervise one container (run by the daemon).
+    #[command(hide = true)]
+    Supervise(cmd::supervise::SuperviseArgs),
 }
 
 /// Global settings every subcommand may need.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Image(command) => cmd::image::run(&globals, command),
+        Command::Supervise(args) => cmd::supervise::run(&args),
     };
     match result {
         Ok(code) => code,

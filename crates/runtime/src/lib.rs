@@ -46,6 +46,7 @@ mod restart;
 mod seccomp;
 mod seccomp_profile;
 mod spec;
+pub mod supervisor;
 mod user;
 
 pub use bundle::{Bundle, BundleError};

@@ -3,4 +3,5 @@
 pub mod image;
 pub mod progress;
 pub mod pull;
+pub mod supervise;
 pub mod units;

@@ -48,10 +48,14 @@ pub struct Globals {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
-        .with_writer(std::io::stderr)
-        .init();
+    // The supervisor's stderr becomes each container's stderr in the processes libcontainer
+    // clones from it, so it logs nothing through tracing (docs/adr/0013).
+    if !matches!(cli.command, Command::Supervise(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Image(command) => cmd::image::run(&globals, command),

@@ -23,8 +23,13 @@
 //! - [`RestartTracker::on_exit`] decides, purely, whether and when a container restarts under
 //!   its [`RestartPolicy`] (docker's policies, doubling backoff capped at a minute).
 //!
-//! Not here yet (issue #3): the per-container supervisor that runs the driver and the restart
-//! loop (design in docs/adr/0013), attach, a terminal for exec, the v2 device cgroup
+//! - [`supervisor`]: the per-container supervisor process (`berth supervise`, docs/adr/0013)
+//!   that runs the driver, owns the container's output (docker json-file logs with rotation),
+//!   records exits in `state.json`, applies the restart policy and answers a control socket,
+//!   and outlives whoever spawned it.
+//!
+//! Not here yet (issue #3): terminals, stdin and attach under the supervisor, a terminal
+//! for exec, the v2 device cgroup
 //! (`CAP_MKNOD` is withheld on v2 until then), and `/etc/hosts`/`resolv.conf` (with
 //! networking, #5).
 

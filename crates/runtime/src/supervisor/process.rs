@@ -46,7 +46,9 @@ pub fn spawn_supervisor_command(
         .output()
         .map_err(|err| error(format!("cannot run {command:?}: {err}")))?;
     if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stderr);
+        let said = [&output.stderr, &output.stdout]
+            .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
+            .join(" ");
         return Err(error(format!("{} ({})", said.trim(), output.status)));
     }
     let pid_file = StateDir::new(state_dir).pid_file();

@@ -82,8 +82,8 @@ impl SupervisorConfig {
         };
         let text = std::fs::read(&path).map_err(|err| error(err.to_string()))?;
         let config: Self = serde_json::from_slice(&text).map_err(|err| error(err.to_string()))?;
-        if config.log.max_file == 0 {
-            return Err(error("log max_file must be at least 1".into()));
+        if config.log.max_file == 0 || config.log.max_size == 0 {
+            return Err(error("log max_size and max_file must be at least 1".into()));
         }
         Ok(config)
     }

@@ -183,7 +183,7 @@ fn close_fds_from(first: RawFd, keep: RawFd) -> Result<(), String> {
         Ok(())
     };
     close_range(first, keep - 1)?;
-    close_range(keep + 1, RawFd::MAX)
+    close_range(first.max(keep + 1), RawFd::MAX)
 }
 
 fn set_sigpipe(handler: SigHandler) {

@@ -247,6 +247,8 @@ impl Supervisor {
             started: Instant::now(),
         });
         self.user_stopped = false;
+        // Counted when a restart happens, so a stop during the backoff does not count it.
+        self.state.restart_count = self.tracker.restart_count();
         self.state.status = Status::Running;
         self.state.pid = Some(pid);
         self.state.started_at = Some(now_rfc3339());
@@ -376,9 +378,10 @@ impl Supervisor {
         let Some(mut run) = self.run.take() else {
             return;
         };
-        // What the init wrote before it exited is in the pipes now.
+        // What the init wrote before it exited is in the pipes now; one pump reads more than a
+        // pipe holds, and is bounded while other processes of the container still write.
         for output in run.outputs.iter_mut().flatten() {
-            while pump(output, &mut self.log, &mut self.buffer) == Pumped::More {}
+            pump(output, &mut self.log, &mut self.buffer);
         }
         let id = self.config.id.clone();
         match self.driver.wait(&id) {
@@ -398,7 +401,6 @@ impl Supervisor {
                 };
                 self.state.exit_code = Some(exit.code);
                 self.state.oom_killed = exit.oom_killed;
-                self.state.restart_count = self.tracker.restart_count();
             }
             Err(err) => {
                 self.state.status = Status::Exited;

@@ -388,3 +388,25 @@ fn a_container_that_cannot_start_is_an_error_of_spawn_and_leaves_nothing() {
     );
     supervised.assert_nothing_left();
 }
+
+#[test]
+fn always_restarts_a_container_that_exits_until_it_is_stopped() {
+    let supervised = Supervised::prepare(
+        options(),
+        &["sh", "-c", "echo run; exit 0"],
+        RestartPolicy::Always,
+        LogLimits::default(),
+    );
+    supervised.spawn();
+    wait_for("three restarts", || supervised.state().restart_count >= 3);
+    let stopped = supervised.request(&Request::Stop { timeout_secs: 1 });
+    assert_eq!(stopped.status, Status::Exited);
+    assert!(stopped.stopped_by_user);
+    let state = supervised.wait_until_done();
+    assert!(state.restart_count >= 3);
+    // Every run printed once, except perhaps the last if the stop killed it first.
+    let runs = usize::try_from(state.restart_count).expect("count") + 1;
+    let printed = supervised.logged("stdout").len();
+    assert!(printed == runs || (printed + 1 == runs && state.exit_code == Some(137)));
+    supervised.assert_nothing_left();
+}

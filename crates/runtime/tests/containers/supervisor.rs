@@ -410,3 +410,20 @@ fn always_restarts_a_container_that_exits_until_it_is_stopped() {
     assert!(printed == runs || (printed + 1 == runs && state.exit_code == Some(137)));
     supervised.assert_nothing_left();
 }
+
+#[test]
+fn sigterm_to_the_supervisor_stops_its_container_for_good() {
+    let supervised = Supervised::prepare(
+        options(),
+        &["sleep", "30"],
+        RestartPolicy::Always,
+        LogLimits::default(),
+    );
+    let supervisor = supervised.spawn();
+    kill(supervisor, Signal::SIGTERM).expect("SIGTERM to the supervisor");
+    let state = supervised.wait_until_done();
+    assert_eq!(state.exit_code, Some(137), "sleep as pid 1 ignores SIGTERM");
+    assert!(state.stopped_by_user);
+    assert_eq!(state.restart_count, 0);
+    supervised.assert_nothing_left();
+}

@@ -129,6 +129,14 @@ fn pump(output: &mut Output, log: &mut JsonLog, buffer: &mut [u8]) -> Pumped {
     Pumped::More
 }
 
+/// A pipe for one output stream: the read end non-blocking for the loop, the write end for
+/// the container.
+fn output_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+    fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok((read, write))
+}
+
 impl Supervisor {
     /// Opens the log and control socket and starts the container's first run.
     pub(crate) fn start(dir: &StateDir, config: SupervisorConfig) -> Result<Self, SupervisorError> {
@@ -203,16 +211,9 @@ impl Supervisor {
                 reason,
             }
         };
-        let mut pipes = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let (read, write) =
-                pipe2(OFlag::O_CLOEXEC).map_err(|e| io("make a pipe")(e.to_string()))?;
-            fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-                .map_err(|e| io("make a pipe")(e.to_string()))?;
-            pipes.push((read, write));
-        }
-        let (err_read, err_write) = pipes.remove(1);
-        let (out_read, out_write) = pipes.remove(0);
+        let ((out_read, out_write), (err_read, err_write)) = output_pipe()
+            .and_then(|stdout| Ok((stdout, output_pipe()?)))
+            .map_err(|err| io("make the output pipes")(err.to_string()))?;
         let stdio = Stdio {
             stdin: None,
             stdout: Some(out_write),

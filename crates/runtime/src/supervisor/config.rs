@@ -133,6 +133,11 @@ impl StateDir {
         self.path.join("control.sock")
     }
 
+    /// Where a container with a terminal sends its pty master during `create`.
+    pub fn console_socket(&self) -> PathBuf {
+        self.path.join("console.sock")
+    }
+
     /// The live log file; rotated ones add `.1`, `.2`, … (`.1` the newest).
     pub fn log(&self) -> PathBuf {
         self.path.join("container.log")

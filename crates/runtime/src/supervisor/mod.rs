@@ -13,12 +13,14 @@
 //!
 //! What it guarantees: the container and its logging survive the death of whoever spawned
 //! the supervisor (even SIGKILL of its process group); the exit record is on disk before the
-//! container is deleted. What it does not do yet (#3): terminals (`-t`), stdin (`-i`),
-//! attach, exec through the control socket, and a per-container stop signal.
+//! container is deleted. A container with a terminal (`-t`) has its pty master logged as
+//! `stdout`. What it does not do yet (#3): stdin (`-i`), attach, exec through the control
+//! socket, and a per-container stop signal.
 
 mod config;
 mod control;
 mod log;
+mod output;
 mod process;
 mod run;
 mod state;

@@ -9,35 +9,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{MsgFlags, send};
-use nix::unistd::pipe2;
+use oci_spec::runtime::Spec;
 
 use super::SupervisorError;
 use super::config::{StateDir, SupervisorConfig};
 use super::control::{MAX_REQUEST, Request, Response, parse_signal};
-use super::log::{JsonLog, LineSplitter, Stream};
+use super::log::JsonLog;
+use super::output::{Output, Pumped, READ_BUFFER, Wiring, now_rfc3339, pump};
 use super::process::{pidfd_open, stop_signal_pipe};
 use super::state::{ContainerState, Status};
-use crate::driver::{ContainerDriver, Stdio};
+use crate::driver::ContainerDriver;
 use crate::libcontainer_driver::LibcontainerDriver;
 use crate::restart::{ExitEvent, RestartDecision, RestartTracker};
 
-/// Bytes read from a pipe at once.
-const READ_BUFFER: usize = 64 * 1024;
-/// Reads per pipe per wake-up, so a chatty stream cannot starve the rest of the loop.
-const READS_PER_WAKEUP: usize = 16;
 /// How long a control client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// One of the container's output pipes and its partial line.
-struct Output {
-    stream: Stream,
-    pipe: File,
-    lines: LineSplitter,
-}
 
 /// The current run of the container.
 struct Run {
@@ -65,10 +54,8 @@ pub(crate) struct Supervisor {
     /// `stop` clients, answered when the container is done.
     waiters: Vec<UnixStream>,
     buffer: Vec<u8>,
-}
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    /// The bundle asks for a terminal (`process.terminal`).
+    terminal: bool,
 }
 
 /// Sends one answer line, never raising SIGPIPE (the client may be gone).
@@ -85,56 +72,6 @@ fn answer(stream: &UnixStream, response: &Response) {
             Err(_) => return,
         }
     }
-}
-
-/// How far [`pump`] got.
-#[derive(Debug, PartialEq, Eq)]
-enum Pumped {
-    /// The pipe is empty for now.
-    Drained,
-    /// It has more than one wake-up's share.
-    More,
-    /// Every writer closed it (the partial line was flushed).
-    Eof,
-}
-
-/// Reads what `output` has (at most [`READS_PER_WAKEUP`] buffers) into the log.
-fn pump(output: &mut Output, log: &mut JsonLog, buffer: &mut [u8]) -> Pumped {
-    for _ in 0..READS_PER_WAKEUP {
-        let n = match output.pipe.read(buffer) {
-            Ok(n) => n,
-            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => return Pumped::Drained,
-            Err(err) => {
-                eprintln!(
-                    "berth supervise: reading the container's {:?}: {err}",
-                    output.stream
-                );
-                0
-            }
-        };
-        let time = now_rfc3339();
-        let stream = output.stream;
-        let mut emit = |piece: &[u8]| {
-            if let Err(err) = log.write(stream, &time, piece) {
-                eprintln!("berth supervise: writing container.log: {err}");
-            }
-        };
-        if n == 0 {
-            output.lines.flush(&mut emit);
-            return Pumped::Eof;
-        }
-        output.lines.feed(&buffer[..n], &mut emit);
-    }
-    Pumped::More
-}
-
-/// A pipe for one output stream: the read end non-blocking for the loop, the write end for
-/// the container.
-fn output_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
-    fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    Ok((read, write))
 }
 
 impl Supervisor {
@@ -165,6 +102,16 @@ impl Supervisor {
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
             .and_then(|()| listener.set_nonblocking(true))
             .map_err(io("set up control.sock"))?;
+        let bundle_config = config.bundle.join("config.json");
+        let terminal = Spec::load(&bundle_config)
+            .map_err(|err| SupervisorError::Config {
+                path: bundle_config,
+                reason: err.to_string(),
+            })?
+            .process()
+            .as_ref()
+            .and_then(|process| process.terminal())
+            .unwrap_or(false);
         let stop_signals = stop_signal_pipe().map_err(|err| io("handle SIGTERM")(err.into()))?;
         let mut supervisor = Self {
             dir: dir.clone(),
@@ -192,6 +139,7 @@ impl Supervisor {
             user_stopped: false,
             waiters: Vec::new(),
             buffer: vec![0; READ_BUFFER],
+            terminal,
         };
         if let Err(err) = supervisor.start_run() {
             supervisor.fail(&err);
@@ -211,40 +159,28 @@ impl Supervisor {
                 reason,
             }
         };
-        let ((out_read, out_write), (err_read, err_write)) = output_pipe()
-            .and_then(|stdout| Ok((stdout, output_pipe()?)))
-            .map_err(|err| io("make the output pipes")(err.to_string()))?;
-        let stdio = Stdio {
-            stdin: None,
-            stdout: Some(out_write),
-            stderr: Some(err_write),
-            console_socket: None,
-        };
+        let (wiring, stdio) = Wiring::prepare(self.terminal, &self.dir.console_socket())
+            .map_err(|err| io("wire the container's output")(err.to_string()))?;
         let id = self.config.id.clone();
         let pid = self.driver.create(&id, &self.config.bundle, stdio)?;
-        let started = pidfd_open(pid)
-            .map_err(|e| io("watch the container's init")(e.to_string()))
-            .and_then(|pidfd| self.driver.start(&id).map(|()| pidfd).map_err(Into::into));
-        let pidfd = match started {
-            Ok(pidfd) => pidfd,
+        let started = wiring
+            .outputs()
+            .and_then(|outputs| Ok((outputs, pidfd_open(pid)?)))
+            .map_err(|err| io("watch the container")(err.to_string()))
+            .and_then(|watched| {
+                self.driver.start(&id)?;
+                Ok(watched)
+            });
+        let (outputs, pidfd) = match started {
+            Ok(watched) => watched,
             Err(err) => {
                 let _ = self.driver.delete(&id);
                 return Err(err);
             }
         };
-        let output = |stream, pipe: OwnedFd| {
-            Some(Output {
-                stream,
-                pipe: File::from(pipe),
-                lines: LineSplitter::default(),
-            })
-        };
         self.run = Some(Run {
             pidfd,
-            outputs: [
-                output(Stream::Stdout, out_read),
-                output(Stream::Stderr, err_read),
-            ],
+            outputs,
             started: Instant::now(),
         });
         self.user_stopped = false;
@@ -313,7 +249,7 @@ impl Supervisor {
                 fds.push(PollFd::new(run.pidfd.as_fd(), PollFlags::POLLIN));
                 for (slot, output) in run.outputs.iter().enumerate() {
                     if let Some(output) = output {
-                        fds.push(PollFd::new(output.pipe.as_fd(), PollFlags::POLLIN));
+                        fds.push(PollFd::new(output.fd(), PollFlags::POLLIN));
                         slots.push(slot);
                     }
                 }

@@ -427,3 +427,26 @@ fn sigterm_to_the_supervisor_stops_its_container_for_good() {
     assert_eq!(state.restart_count, 0);
     supervised.assert_nothing_left();
 }
+
+#[test]
+fn a_container_with_a_terminal_has_its_terminal_output_logged_as_stdout() {
+    let with_tty = RunOptions {
+        tty: true,
+        ..options()
+    };
+    let supervised = Supervised::prepare(
+        with_tty,
+        &["sh", "-c", "tty; echo TERM=$TERM; echo to-stderr >&2"],
+        RestartPolicy::No,
+        LogLimits::default(),
+    );
+    supervised.spawn();
+    let state = supervised.wait_until_done();
+    assert_eq!(state.exit_code, Some(0));
+    assert_eq!(
+        supervised.logged("stdout"),
+        ["/dev/pts/0\r\n", "TERM=xterm\r\n", "to-stderr\r\n"]
+    );
+    assert!(!supervised.dir.console_socket().exists());
+    supervised.assert_nothing_left();
+}

@@ -450,3 +450,15 @@ fn a_container_with_a_terminal_has_its_terminal_output_logged_as_stdout() {
     assert!(!supervised.dir.console_socket().exists());
     supervised.assert_nothing_left();
 }
+
+#[test]
+fn an_exited_container_starts_again_under_a_new_supervisor_and_keeps_its_log() {
+    let supervised = Supervised::start(&["sh", "-c", "echo run"]);
+    let first = supervised.wait_until_done();
+    supervised.spawn();
+    let second = supervised.wait_until_done();
+    assert_ne!(first.supervisor_pid, second.supervisor_pid);
+    assert_eq!(second.exit_code, Some(0));
+    assert_eq!(supervised.logged("stdout"), ["run\n", "run\n"]);
+    supervised.assert_nothing_left();
+}

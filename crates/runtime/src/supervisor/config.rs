@@ -153,3 +153,40 @@ impl StateDir {
         self.path.join("supervisor.log")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_names_the_restart_policy_as_docker_does_and_defaults_the_rest() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = StateDir::new(temp.path());
+        let id = "ab".repeat(32);
+        let json = format!(
+            r#"{{"id":"{id}","bundle":"/b","runtime_root":"/r","restart":"on-failure:3"}}"#
+        );
+        std::fs::write(dir.config(), json).expect("config");
+        let config = SupervisorConfig::load(&dir).expect("load");
+        assert_eq!(
+            config.restart,
+            RestartPolicy::OnFailure {
+                max_retries: Some(3)
+            }
+        );
+        assert_eq!(config.log, LogLimits::default());
+        assert_eq!(config.stop_timeout_secs, DEFAULT_STOP_TIMEOUT.as_secs());
+        config.write(&dir).expect("write");
+        assert_eq!(SupervisorConfig::load(&dir).expect("reload"), config);
+
+        for bad in [
+            r#""restart":"sometimes""#,
+            r#""log":{"max_size":0,"max_file":3}"#,
+            r#""unknown":1"#,
+        ] {
+            let json = format!(r#"{{"id":"{id}","bundle":"/b","runtime_root":"/r",{bad}}}"#);
+            std::fs::write(dir.config(), json).expect("config");
+            assert!(SupervisorConfig::load(&dir).is_err(), "{bad}");
+        }
+    }
+}

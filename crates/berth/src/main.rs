@@ -38,6 +38,9 @@ enum Command {
     Store(cmd::store::StoreArgs),
     /// Run the host daemon (for now: the embedded store, in the foreground).
     Daemon(cmd::daemon::DaemonArgs),
+    /// Supervise one container (run by the daemon).
+    #[command(hide = true)]
+    Supervise(cmd::supervise::SuperviseArgs),
 }
 
 /// Global settings every subcommand may need.
@@ -49,15 +52,20 @@ pub struct Globals {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
-        .with_writer(std::io::stderr)
-        .init();
+    // The supervisor's stderr becomes each container's stderr in the processes libcontainer
+    // clones from it, so it logs nothing through tracing (docs/adr/0013).
+    if !matches!(cli.command, Command::Supervise(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Image(command) => cmd::image::run(&globals, command),
         Command::Store(args) => cmd::store::run(&globals, args),
         Command::Daemon(args) => cmd::daemon::run(&globals, args),
+        Command::Supervise(args) => cmd::supervise::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -22,11 +22,14 @@
 //! - [`ContainerStats`] reads CPU, memory, pids and block I/O accounting on cgroup v1 or v2.
 //! - [`RestartTracker::on_exit`] decides, purely, whether and when a container restarts under
 //!   its [`RestartPolicy`] (docker's policies, doubling backoff capped at a minute).
+//! - [`supervisor`]: the per-container supervisor process (`berth supervise`, docs/adr/0013)
+//!   that runs the driver, owns the container's output (docker json-file logs with rotation),
+//!   records exits in `state.json`, applies the restart policy and answers a control socket,
+//!   and outlives whoever spawned it.
 //!
-//! Not here yet (issue #3): the per-container supervisor that runs the driver and the restart
-//! loop (design in docs/adr/0013), attach, a terminal for exec, the v2 device cgroup
-//! (`CAP_MKNOD` is withheld on v2 until then), and `/etc/hosts`/`resolv.conf` (with
-//! networking, #5).
+//! Not here yet (issue #3): terminals, stdin and attach under the supervisor, a terminal for
+//! exec, the v2 device cgroup (`CAP_MKNOD` is withheld on v2 until then), and
+//! `/etc/hosts`/`resolv.conf` (with networking, #5).
 
 mod bundle;
 mod byte_size;
@@ -46,6 +49,7 @@ mod restart;
 mod seccomp;
 mod seccomp_profile;
 mod spec;
+pub mod supervisor;
 mod user;
 
 pub use bundle::{Bundle, BundleError};

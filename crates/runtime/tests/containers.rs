@@ -6,6 +6,8 @@ mod driver;
 #[path = "containers/limits.rs"]
 mod limits;
 mod sandbox;
+#[path = "containers/supervisor.rs"]
+mod supervisor;
 
 use std::fs::File;
 use std::io::{IoSliceMut, Read};

@@ -5,4 +5,5 @@ pub mod image;
 pub mod progress;
 pub mod pull;
 pub mod store;
+pub mod supervise;
 pub mod units;

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Length of a container id in hex characters.
 const ID_HEX_LEN: usize = 64;
 /// Length of the short form shown by `ps` and used as the default hostname.
@@ -71,18 +69,7 @@ impl fmt::Debug for ContainerId {
     }
 }
 
-impl Serialize for ContainerId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ContainerId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_string!(ContainerId);
 
 #[cfg(test)]
 mod tests {

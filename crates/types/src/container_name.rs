@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Longest name berth accepts (docker has no limit; berth keeps names usable as DNS labels
 /// and file names).
 const MAX_NAME_LEN: usize = 63;
@@ -59,18 +57,7 @@ impl fmt::Debug for ContainerName {
     }
 }
 
-impl Serialize for ContainerName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ContainerName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_string!(ContainerName);
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,25 @@
 //!
 //! Not here yet: node names (issue #7).
 
+/// Serializes a type as its `Display` string and deserializes it through `FromStr`, so
+/// values are validated when read back from JSON as when parsed from the command line.
+macro_rules! serde_as_string {
+    ($type:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 mod container_id;
 mod container_name;
 mod digest;

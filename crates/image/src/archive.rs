@@ -7,11 +7,9 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::media::{self, Kind, MAX_METADATA_BYTES};
+use crate::media::{self, Kind, MAX_INDEX_DEPTH, MAX_METADATA_BYTES};
 use crate::source::Source;
 
-/// How deep image indexes may nest before the archive is refused.
-const MAX_INDEX_DEPTH: usize = 4;
 /// The platform berth runs.
 pub const PLATFORM_OS: &str = "linux";
 pub const PLATFORM_ARCH: &str = "amd64";
@@ -237,14 +235,7 @@ fn read_verified(
     size: u64,
     what: &'static str,
 ) -> Result<Vec<u8>> {
-    if size > MAX_METADATA_BYTES {
-        return Err(Error::TooLarge {
-            digest: digest.clone(),
-            what,
-            size,
-            limit: MAX_METADATA_BYTES,
-        });
-    }
+    media::check_metadata_size(digest, what, size)?;
     let bytes = source
         .read_small(&blob_name(digest), MAX_METADATA_BYTES)?
         .ok_or_else(|| Error::MissingBlob {

@@ -2,8 +2,28 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
+use berth_types::Digest;
+
+use crate::error::{Error, Result};
+
 /// Largest manifest, index or config berth reads into memory (as containerd's limit).
 pub const MAX_METADATA_BYTES: u64 = 4 * 1024 * 1024;
+/// How many image indexes deep a reference may lead before the image is refused.
+pub const MAX_INDEX_DEPTH: usize = 4;
+
+/// Refuses a manifest, index or config whose descriptor says it is over
+/// [`MAX_METADATA_BYTES`], before any of it is read.
+pub fn check_metadata_size(digest: &Digest, what: &'static str, size: u64) -> Result<()> {
+    if size > MAX_METADATA_BYTES {
+        return Err(Error::TooLarge {
+            digest: digest.clone(),
+            what,
+            size,
+            limit: MAX_METADATA_BYTES,
+        });
+    }
+    Ok(())
+}
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

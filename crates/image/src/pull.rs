@@ -18,15 +18,12 @@ use crate::download::{self, Partial};
 use crate::error::{Error, Result};
 use crate::import;
 use crate::index::ImageRecord;
-use crate::media::{self, Kind, MAX_METADATA_BYTES};
+use crate::media::{self, Kind, MAX_INDEX_DEPTH};
 use crate::progress::{NoProgress, Progress};
 use crate::registry::Repository;
 use crate::staging::{LayerBlob, Staging};
 use crate::store::Store;
 use crate::unpack::Policy;
-
-/// How many image indexes deep a reference may lead before the pull is refused.
-const MAX_INDEX_DEPTH: usize = 4;
 
 /// Options of [`Store::pull`].
 #[derive(Debug, Clone, Default)]
@@ -203,14 +200,11 @@ async fn resolve_reference(repository: &Repository, reference: &ImageRef) -> Res
     // Checks the config and layer media types.
     archive::manifest_plan(&manifest, Vec::new())?;
     let config = manifest.config();
-    if config.size() > MAX_METADATA_BYTES {
-        return Err(Error::TooLarge {
-            digest: archive::descriptor_digest(config)?,
-            what: "config",
-            size: config.size(),
-            limit: MAX_METADATA_BYTES,
-        });
-    }
+    media::check_metadata_size(
+        &archive::descriptor_digest(config)?,
+        "config",
+        config.size(),
+    )?;
     Ok(Resolved {
         top_digest,
         manifest_digest,
@@ -235,14 +229,7 @@ async fn resolve(
                     archive::parse_json("image index", &digest.to_string(), &bytes)?;
                 let chosen = archive::select_platform(&index)?;
                 let child = archive::descriptor_digest(chosen)?;
-                if chosen.size() > MAX_METADATA_BYTES {
-                    return Err(Error::TooLarge {
-                        digest: child,
-                        what: "manifest",
-                        size: chosen.size(),
-                        limit: MAX_METADATA_BYTES,
-                    });
-                }
+                media::check_metadata_size(&child, "manifest", chosen.size())?;
                 let child_bytes = repository.manifest_by_digest(&child).await?;
                 let expected = Expected {
                     digest: &child,

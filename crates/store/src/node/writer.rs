@@ -43,11 +43,15 @@ type Reply = oneshot::Sender<Result<ApplyOutput, EtcdError>>;
 fn run(node: &Node, mut backend: Box<dyn Backend>, mut rx: mpsc::Receiver<Job>) {
     let mut next_index = node.applied_index() + 1;
     while let Some(first) = rx.blocking_recv() {
-        let mut writes: Vec<(Command, Reply)> = Vec::new();
+        let mut commands: Vec<Command> = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
         let mut job = Some(first);
         while let Some(j) = job.take() {
             match j {
-                Job::Write { command, reply } => writes.push((command, reply)),
+                Job::Write { command, reply } => {
+                    commands.push(command);
+                    replies.push(reply);
+                }
                 Job::Defragment { reply } => {
                     let result = backend.defragment().map_err(|err| {
                         tracing::error!(%err, "defragment failed");
@@ -57,11 +61,11 @@ fn run(node: &Node, mut backend: Box<dyn Backend>, mut rx: mpsc::Receiver<Job>) 
                     let _ = reply.send(result);
                 }
             }
-            if writes.len() < MAX_BATCH {
+            if commands.len() < MAX_BATCH {
                 job = rx.try_recv().ok();
             }
         }
-        if writes.is_empty() {
+        if commands.is_empty() {
             continue;
         }
         let mut ws = WriteSet::default();
@@ -70,12 +74,12 @@ fn run(node: &Node, mut backend: Box<dyn Backend>, mut rx: mpsc::Receiver<Job>) 
                 .state
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            writes
-                .iter()
-                .map(|(command, _)| {
+            commands
+                .into_iter()
+                .map(|command| {
                     let entry = LogEntry {
                         index: next_index,
-                        command: command.clone(),
+                        command,
                     };
                     next_index += 1;
                     state.apply(&entry, &mut ws)
@@ -86,7 +90,7 @@ fn run(node: &Node, mut backend: Box<dyn Backend>, mut rx: mpsc::Receiver<Job>) 
             if let Err(err) = backend.commit(&ws) {
                 tracing::error!(%err, "store commit failed; the store stops accepting writes");
                 node.failed.store(true, Ordering::Release);
-                for (_, reply) in writes {
+                for reply in replies {
                     let _ = reply.send(Err(EtcdError::Stopped));
                 }
                 return;
@@ -101,7 +105,7 @@ fn run(node: &Node, mut backend: Box<dyn Backend>, mut rx: mpsc::Receiver<Job>) 
         let last_revision = outputs.last().map_or(0, |o| o.revision);
         node.publish(last_revision, next_index - 1, &events);
         update_lease_clock(node, &outputs);
-        for ((_, reply), output) in writes.into_iter().zip(outputs) {
+        for (reply, output) in replies.into_iter().zip(outputs) {
             let _ = reply.send(Ok(output));
         }
     }

@@ -100,3 +100,24 @@ async fn bad_requests_get_etcds_errors_and_the_store_keeps_serving() {
     }
     assert_eq!(got.len(), want.len());
 }
+
+#[test]
+fn an_invalid_listen_url_is_refused_before_the_data_dir_is_created() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    for url in [
+        "not-a-url",
+        "https://127.0.0.1:2379",
+        "http://127.0.0.1:99999",
+    ] {
+        let err = crate::support::fails(
+            crate::support::berth(work.path())
+                .arg("store")
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--listen-client-urls", url]),
+        );
+        assert!(err.contains(&format!("invalid listen URL {url}")), "{err}");
+        assert!(!data_dir.exists(), "a refused start writes no data ({url})");
+    }
+}

@@ -7,6 +7,7 @@ mod maintenance;
 mod watch;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use etcd_client::proto::{
@@ -40,26 +41,32 @@ fn check_size(node: &Node, msg: &impl Message) -> Result<(), EtcdError> {
 
 /// Opens the store in `config.data_dir` and serves it on the listen URLs until `shutdown`
 /// completes; then stops accepting requests and returns once in-flight ones are answered.
+/// The listen URLs are checked before the data directory is touched.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
+    let addrs = config
+        .listen_client_urls
+        .iter()
+        .map(|url| listen_addr(url))
+        .collect::<Result<Vec<_>, _>>()?;
     let backend = RedbBackend::open(&config.data_dir)?;
     let node = Node::start(config, Box::new(backend))?;
-    serve_node(node, shutdown).await
+    serve_node(node, &addrs, shutdown).await
 }
 
-/// Serves an already started node.
-pub async fn serve_node(
+/// Serves an already started node on `addrs`.
+async fn serve_node(
     node: Arc<Node>,
+    addrs: &[SocketAddr],
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
     let limit = node.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let background = node::spawn_background(&node);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    for url in &node.config.listen_client_urls {
-        let addr = listen_addr(url)?;
+    for &addr in addrs {
         let incoming = TcpIncoming::bind(addr)
             .map_err(|source| StoreError::Listen { addr, source })?
             .with_nodelay(Some(true));

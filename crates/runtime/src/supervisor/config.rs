@@ -57,6 +57,11 @@ pub struct SupervisorConfig {
     /// Seconds between SIGTERM and SIGKILL when the supervisor itself is told to stop.
     #[serde(default = "default_stop_timeout_secs")]
     pub stop_timeout_secs: u64,
+    /// `-i`: the container's stdin is a pipe (or its terminal) fed by whoever connects to
+    /// `attach.sock` in the state directory; the first such connection's end of input closes
+    /// it. Otherwise stdin is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 fn default_stop_timeout_secs() -> u64 {

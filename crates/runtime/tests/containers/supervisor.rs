@@ -56,6 +56,7 @@ impl Supervised {
             restart,
             log,
             stop_timeout_secs: 1,
+            stdin: false,
         }
         .write(&dir)
         .expect("config");

@@ -264,14 +264,18 @@ impl<E: CniExec> Networks<E> {
             .collect())
     }
 
-    /// Removes a network that no container is attached to.
+    /// Removes a network that no container is attached to, with its bridge and the
+    /// firewall plugin's isolation rules for it.
     pub fn remove_network(&self, network: &NetworkName) -> Result<(), NetError> {
+        let _lock = lock_dir(self.records.dir())?;
+        let net = self.store.inspect(network)?;
         let users: Vec<String> = self
             .users(network)?
             .iter()
             .map(|c| c.short().to_owned())
             .collect();
-        self.store.remove(network, &users)
+        self.store.remove(network, &users)?;
+        crate::teardown::remove_bridge(&net.bridge)
     }
 
     /// CNI DEL for a record: the result it holds, or one rebuilt from the host-local lease

@@ -66,6 +66,8 @@ pub enum NetError {
     },
     #[error("network namespace {path}: {reason}")]
     Netns { path: PathBuf, reason: String },
+    #[error("removing what network plugins left ({what}): {reason}")]
+    Teardown { what: String, reason: String },
     #[error("network {network}: {source}")]
     Cni {
         network: NetworkName,

@@ -55,6 +55,7 @@ pub mod portcheck;
 mod record;
 mod store;
 mod subnet;
+mod teardown;
 
 pub use attach::{AttachOptions, Attachment, NetConfig, Networks};
 pub use error::NetError;

@@ -293,13 +293,20 @@ impl<E: CniExec> Networks<E> {
             self.leased_ip(&net, record.container.as_str())
                 .map(|ip| rebuilt_result(&net, ip, &record.ifname, netns))
         });
+        let mut rt = runtime_config(record, &net);
+        if record.result.is_none() && rt.port_mappings.is_empty() {
+            // The ports were never recorded (or the record is lost). portmap's DEL does
+            // nothing without a mapping, yet removes its rules by container id whatever
+            // the mapping says, so any one mapping makes it clean up.
+            rt.port_mappings.push(PublishedPort {
+                host_ip: None,
+                host_port: 1,
+                container_port: 1,
+                protocol: crate::Protocol::Tcp,
+            });
+        }
         self.chain
-            .del(
-                &conflist,
-                &inv,
-                &runtime_config(record, &net),
-                prev.as_ref(),
-            )
+            .del(&conflist, &inv, &rt, prev.as_ref())
             .map_err(|source| NetError::Cni {
                 network: record.network.clone(),
                 source,

@@ -26,7 +26,7 @@ fn two_containers_on_one_network_talk_tcp_by_address() {
     assert_eq!(at_a.mac.len(), 17, "{at_a:?}");
     assert_eq!(
         host.nets.attachments(&a).expect("attachments"),
-        [at_a.clone()]
+        std::slice::from_ref(&at_a)
     );
     host.nets
         .check(&a, net)

@@ -29,6 +29,9 @@ fn a_published_tcp_port_serves_the_hosts_loopback() {
         .expect("attach");
     assert_eq!(attached.ports.len(), 2);
 
+    // portmap (snat: true) lets 127.0.0.1 be routed to the bridge and masquerades it.
+    let localnet = std::fs::read_to_string("/proc/sys/net/ipv4/conf/bt10/route_localnet");
+    assert_eq!(localnet.expect("sysctl").trim(), "1");
     let server = tcp_server(&host.nets.netns_path(&a), 80);
     let answer = tcp_ping(
         None,

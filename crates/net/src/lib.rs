@@ -20,9 +20,12 @@
 //! The effect boundary is [`cni::CniExec`] (real: [`cni::PluginExec`]; fake:
 //! [`cni::FakeExec`]); namespaces are made by [`netns`] with real syscalls.
 //!
-//! Not done yet: the per-network DNS server (issue #5; [`hosts`] writes the files that
-//! will point at it), IPv6, cross-host subnets leased from the store, a CNI result cache in
-//! the format libcni uses.
+//! [`dns`] is the per-network DNS server (A records for names and aliases, no forwarding);
+//! [`hosts`] writes the `/etc/hosts` and `resolv.conf` that point at it.
+//!
+//! Not done yet (issue #5): the daemon wiring (which starts a DNS server per network and
+//! writes the files), DNS over TCP, AAAA and forwarding, IPv6 networks, cross-host subnets
+//! leased from the store.
 
 macro_rules! serde_as_string {
     ($type:ty) => {
@@ -43,6 +46,7 @@ macro_rules! serde_as_string {
 
 mod attach;
 pub mod cni;
+pub mod dns;
 mod error;
 mod fsutil;
 mod gc;

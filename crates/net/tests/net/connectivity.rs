@@ -1,8 +1,12 @@
-//! Containers on one network reach each other; networks are isolated from each other.
+//! Containers on one network reach each other, by address and by name through berth's
+//! DNS server; networks are isolated from each other.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, UdpSocket};
 
 use berth_net::AttachOptions;
+use berth_net::dns::{self, DnsServer, Zone};
+use berth_net::hosts::resolv_conf;
+use berth_net::netns;
 
 use crate::support::{BLOCKED_TIMEOUT, CONNECT_TIMEOUT, Host, tcp_ping, tcp_server};
 
@@ -65,4 +69,57 @@ fn a_container_on_another_network_cannot_reach_them() {
     let from_b = tcp_ping(Some(&host.nets.netns_path(&b)), target, CONNECT_TIMEOUT);
     assert_eq!(from_b.expect("same network still reaches a"), "pong ping");
     server.join().expect("server thread").expect("server");
+}
+
+#[test]
+fn containers_resolve_each_other_by_alias_through_berths_dns_on_the_gateway() {
+    let host = Host::new(4);
+    let (a, b) = (host.sandbox(), host.sandbox());
+    let net = &host.network.name;
+    let web = AttachOptions {
+        aliases: vec!["web".to_owned(), "www".to_owned()],
+        ..AttachOptions::default()
+    };
+    let at_a = host.nets.attach(&a, net, &web).expect("attach a");
+    host.nets
+        .attach(&b, net, &AttachOptions::default())
+        .expect("attach b");
+    let mut zone = Zone::new(Some("berth"));
+    zone.add_attachment(&at_a);
+    let server = DnsServer::bind(SocketAddrV4::new(host.network.gateway(), 53), zone)
+        .expect("dns on the gateway");
+    assert_eq!(
+        resolv_conf(&[host.network.gateway()], &["berth".to_owned()], &[]),
+        format!("nameserver {}\nsearch berth\n", host.network.gateway())
+    );
+
+    let gateway = server.local_addr();
+    let ask = move |name: &'static str| {
+        move || -> std::io::Result<Option<(u16, u8, Vec<std::net::Ipv4Addr>)>> {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            socket.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+            socket.send_to(&dns::a_query(3, name).unwrap_or_default(), gateway)?;
+            let mut buf = [0u8; 512];
+            let n = socket.recv(&mut buf)?;
+            Ok(dns::parse_a_reply(&buf[..n]))
+        }
+    };
+    let in_b = host.nets.netns_path(&b);
+    let www = netns::run_in(&in_b, ask("www.berth"))
+        .expect("netns")
+        .expect("query www");
+    assert_eq!(www, Some((3, 0, vec![at_a.ip])));
+    let unknown = netns::run_in(&in_b, ask("nope"))
+        .expect("netns")
+        .expect("query nope");
+    assert_eq!(unknown, Some((3, 3, vec![])), "NXDOMAIN, not forwarded");
+
+    let server_task = tcp_server(&host.nets.netns_path(&a), 8080);
+    let answer = tcp_ping(
+        Some(&in_b),
+        SocketAddrV4::new(www.map(|w| w.2[0]).expect("ip"), 8080),
+        CONNECT_TIMEOUT,
+    );
+    assert_eq!(answer.expect("b reaches www"), "pong ping");
+    server_task.join().expect("server thread").expect("server");
 }

@@ -123,3 +123,42 @@ fn containers_resolve_each_other_by_alias_through_berths_dns_on_the_gateway() {
     assert_eq!(answer.expect("b reaches www"), "pong ping");
     server_task.join().expect("server thread").expect("server");
 }
+
+#[test]
+fn a_container_on_two_networks_reaches_both() {
+    let mut host = Host::new(5);
+    let second = host.add_network(6);
+    let (a, b, c) = (host.sandbox(), host.sandbox(), host.sandbox());
+    let first = host
+        .nets
+        .attach(&a, &host.network.name, &AttachOptions::default())
+        .expect("a on first");
+    let other = host
+        .nets
+        .attach(&a, &second.name, &AttachOptions::default())
+        .expect("a on second");
+    assert_eq!(
+        (first.ifname.as_str(), other.ifname.as_str()),
+        ("eth0", "eth1")
+    );
+    host.nets
+        .attach(&b, &host.network.name, &AttachOptions::default())
+        .expect("b");
+    host.nets
+        .attach(&c, &second.name, &AttachOptions::default())
+        .expect("c");
+    for (from, to) in [(&b, first.ip), (&c, other.ip)] {
+        let server = tcp_server(&host.nets.netns_path(&a), 8080);
+        let answer = tcp_ping(
+            Some(&host.nets.netns_path(from)),
+            SocketAddrV4::new(to, 8080),
+            CONNECT_TIMEOUT,
+        );
+        assert_eq!(answer.expect("reaches a"), "pong ping");
+        server.join().expect("server thread").expect("server");
+    }
+    host.nets
+        .detach(&a, &second.name)
+        .expect("detach from second");
+    assert_eq!(host.nets.attachments(&a).expect("attachments"), [first]);
+}

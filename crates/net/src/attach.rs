@@ -458,3 +458,7 @@ fn attachment(record: &Record, result: &Value, net: &Network) -> Result<Attachme
         aliases: record.aliases.clone(),
     })
 }
+
+#[cfg(test)]
+#[path = "attach_tests.rs"]
+mod tests;

@@ -47,6 +47,11 @@ impl FakeExec {
             .insert((plugin.to_owned(), command), (code, msg.to_owned()));
     }
 
+    /// Makes `command` of `plugin` succeed again.
+    pub fn succeed(&self, plugin: &str, command: Command) {
+        self.state().failures.remove(&(plugin.to_owned(), command));
+    }
+
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<FakeCall> {
         self.state().calls.clone()

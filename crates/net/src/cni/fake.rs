@@ -19,13 +19,17 @@ pub struct FakeCall {
     pub result: Value,
 }
 
+/// The plugins the fake knows, as Debian ships them; any other type is not found.
+const KNOWN_PLUGINS: [&str; 5] = ["bridge", "host-local", "portmap", "firewall", "loopback"];
+
 #[derive(Debug, Default)]
 struct State {
     calls: Vec<FakeCall>,
     failures: HashMap<(String, Command), (u64, String)>,
 }
 
-/// ADD answers the `prevResult` with the plugin's name appended to `interfaces`, or a
+/// Plugins other than Debian's bridge, host-local, portmap, firewall and loopback are not
+/// found. ADD answers the `prevResult` with the plugin's name appended to `interfaces`, or a
 /// fresh result with address 10.0.0.2/24 for the first plugin; other commands answer
 /// nothing. Failures are scripted per plugin and command.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +70,12 @@ impl CniExec for FakeExec {
         invocation: &Invocation,
         config: &[u8],
     ) -> Result<Vec<u8>, CniError> {
+        if !KNOWN_PLUGINS.contains(&plugin) {
+            return Err(CniError::NotFound {
+                plugin: plugin.to_owned(),
+                path: "the fake".to_owned(),
+            });
+        }
         let config: Value =
             serde_json::from_slice(config).map_err(|e| CniError::BadConfig(e.to_string()))?;
         let mut state = self.state();

@@ -18,6 +18,9 @@ pub use chain::{Chain, RuntimeConfig};
 pub use exec::PluginExec;
 pub use fake::{FakeCall, FakeExec};
 
+#[cfg(test)]
+mod contract;
+
 /// The operation a plugin is asked to perform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Command {

@@ -17,6 +17,36 @@
 //!   after a daemon crash too;
 //! - host ports are checked free before publishing.
 //!
+//! How the daemon uses it:
+//!
+//! ```no_run
+//! use berth_net::cni::PluginExec;
+//! use berth_net::{AttachOptions, NetConfig, NetworkName, Networks, PortMapping};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = NetConfig {
+//!     root: "/var/lib/berth".into(),
+//!     run_dir: "/run/berth".into(),
+//!     default_subnet: berth_net::DEFAULT_SUBNET.parse()?,
+//! };
+//! let nets = Networks::open(&config, PluginExec::default())?;
+//! // At start: release what containers that no longer run left behind.
+//! nets.gc(&|_id| false)?;
+//! // `berth run -p 8080:80 --network-alias web`:
+//! let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".parse()?;
+//! let netns = nets.create_sandbox(&id)?; // the runtime joins this namespace
+//! let options = AttachOptions {
+//!     ports: PortMapping::parse_spec("8080:80")?,
+//!     aliases: vec!["web".to_owned()],
+//!     ..AttachOptions::default()
+//! };
+//! let attachment = nets.attach(&id, &NetworkName::default_network(), &options)?;
+//! println!("{} at {} in {}", id.short(), attachment.ip, netns.display());
+//! // `berth rm`:
+//! nets.remove_sandbox(&id)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The effect boundary is [`cni::CniExec`] (real: [`cni::PluginExec`]; fake:
 //! [`cni::FakeExec`]); namespaces are made by [`netns`] with real syscalls.
 //!

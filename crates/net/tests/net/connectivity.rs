@@ -162,3 +162,29 @@ fn a_container_on_two_networks_reaches_both() {
         .expect("detach from second");
     assert_eq!(host.nets.attachments(&a).expect("attachments"), [first]);
 }
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses() {
+    let host = std::sync::Arc::new(Host::new(7));
+    let ids: Vec<_> = (0..6).map(|_| host.sandbox()).collect();
+    let threads: Vec<_> = ids
+        .iter()
+        .cloned()
+        .map(|id| {
+            let host = std::sync::Arc::clone(&host);
+            std::thread::spawn(move || {
+                host.nets
+                    .attach(&id, &host.network.name, &AttachOptions::default())
+                    .map(|a| a.ip)
+            })
+        })
+        .collect();
+    let mut ips: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread").expect("attach"))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), ids.len(), "{ips:?}");
+    assert_eq!(host.veths().len(), ids.len());
+}

@@ -264,6 +264,13 @@ impl<E: CniExec> Networks<E> {
             .collect())
     }
 
+    /// Creates a network whose subnet overlaps neither another network nor a route of the
+    /// host (`berth network create`).
+    pub fn create_network(&self, req: crate::CreateNetwork) -> Result<Network, NetError> {
+        self.store
+            .create_beside(req, &crate::routes::host_routes()?)
+    }
+
     /// Removes a network that no container is attached to, with its bridge and the
     /// firewall plugin's isolation rules for it.
     pub fn remove_network(&self, network: &NetworkName) -> Result<(), NetError> {

@@ -28,6 +28,13 @@ pub enum NetError {
         other: NetworkName,
         other_subnet: Subnet,
     },
+    #[error("subnet {subnet} overlaps the host's route to {destination}/{prefix} on {iface}")]
+    HostRouteOverlap {
+        subnet: Subnet,
+        iface: String,
+        destination: std::net::Ipv4Addr,
+        prefix: u8,
+    },
     #[error("no free subnet left in berth's pool for a new network; pass --subnet")]
     PoolExhausted,
     #[error("invalid bridge name {0:?}: expected 1-15 characters of [a-zA-Z0-9_.-]")]

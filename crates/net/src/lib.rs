@@ -87,6 +87,7 @@ mod network;
 mod port;
 pub mod portcheck;
 mod record;
+pub mod routes;
 mod store;
 mod subnet;
 mod teardown;

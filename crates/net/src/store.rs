@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::fsutil::{ensure_dir, lock_dir, write_atomic};
+use crate::routes::HostRoute;
 use crate::{NetError, Network, NetworkName, Subnet};
 
 /// The default network's bridge.
@@ -77,14 +78,36 @@ impl NetworkStore {
     /// Creates a network, refusing an existing name, an overlapping subnet or a bridge
     /// another network uses.
     pub fn create(&self, req: CreateNetwork) -> Result<Network, NetError> {
+        self.create_beside(req, &[])
+    }
+
+    /// Creates a network as [`create`](Self::create) does, also refusing (or, when picking
+    /// a subnet, avoiding) the host's own `routes` on interfaces that are not berth bridges.
+    pub fn create_beside(
+        &self,
+        req: CreateNetwork,
+        routes: &[HostRoute],
+    ) -> Result<Network, NetError> {
         let bridge = req.bridge.as_deref().map(validate_bridge).transpose()?;
         let _lock = lock_dir(&self.dir)?;
         if self.path(&req.name).exists() {
             return Err(NetError::Exists(req.name));
         }
         let existing = self.list()?;
+        let routes: Vec<&HostRoute> = routes
+            .iter()
+            .filter(|r| existing.iter().all(|n| n.bridge != r.iface))
+            .collect();
         let subnet = match req.subnet {
             Some(subnet) => {
+                if let Some(route) = routes.iter().find(|r| r.overlaps(&subnet)) {
+                    return Err(NetError::HostRouteOverlap {
+                        subnet,
+                        iface: route.iface.clone(),
+                        destination: route.destination,
+                        prefix: route.prefix,
+                    });
+                }
                 if let Some(other) = existing.iter().find(|n| n.subnet.overlaps(&subnet)) {
                     return Err(NetError::Overlap {
                         subnet,
@@ -94,7 +117,7 @@ impl NetworkStore {
                 }
                 subnet
             }
-            None => free_subnet(&existing)?,
+            None => free_subnet(&existing, &routes)?,
         };
         let bridge = match bridge {
             Some(bridge) => {
@@ -203,11 +226,13 @@ fn validate_bridge(bridge: &str) -> Result<String, NetError> {
     }
 }
 
-fn free_subnet(existing: &[Network]) -> Result<Subnet, NetError> {
+fn free_subnet(existing: &[Network], routes: &[&HostRoute]) -> Result<Subnet, NetError> {
     let [a, b, _, _] = POOL_FIRST;
     (0..POOL_SIZE)
         .filter_map(|c| Subnet::new([a, b, c, 0].into(), 24).ok())
-        .find(|s| existing.iter().all(|n| !n.subnet.overlaps(s)))
+        .find(|s| {
+            existing.iter().all(|n| !n.subnet.overlaps(s)) && routes.iter().all(|r| !r.overlaps(s))
+        })
         .ok_or(NetError::PoolExhausted)
 }
 
@@ -308,6 +333,34 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, NetError::InvalidBridge(_)), "{err}");
         assert_eq!(store.list().expect("list").len(), 2);
+    }
+
+    #[test]
+    fn host_routes_are_refused_or_avoided_but_berths_own_bridges_are_not_host_routes() {
+        let (_root, store) = open();
+        let route = |iface: &str, net: [u8; 4], prefix| HostRoute {
+            iface: iface.to_owned(),
+            destination: net.into(),
+            prefix,
+        };
+        let routes = [
+            route("eth0", [10, 89, 0, 0], 24),
+            route("berth0", [10, 88, 0, 0], 16),
+        ];
+        let req = |name: &str, subnet: Option<&str>| CreateNetwork {
+            name: name.parse().expect("name"),
+            subnet: subnet.map(|s| s.parse().expect("subnet")),
+            bridge: None,
+        };
+        let err = store
+            .create_beside(req("a", Some("10.89.0.128/25")), &routes)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "subnet 10.89.0.128/25 overlaps the host's route to 10.89.0.0/24 on eth0"
+        );
+        let picked = store.create_beside(req("b", None), &routes).expect("b");
+        assert_eq!(picked.subnet.to_string(), "10.89.1.0/24");
     }
 
     #[test]

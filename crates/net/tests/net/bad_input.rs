@@ -128,3 +128,34 @@ fn invalid_and_overlapping_subnets_are_refused() {
         Err(NetError::NotFound(_))
     ));
 }
+
+#[test]
+fn a_subnet_the_host_already_routes_is_refused() {
+    let mut host = Host::new(35);
+    host.routed_link("bd35", "10.202.35.1/24");
+    let err = host
+        .nets
+        .create_network(CreateNetwork {
+            name: name("shadow"),
+            subnet: Some("10.202.35.0/24".parse().expect("subnet")),
+            bridge: None,
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "subnet 10.202.35.0/24 overlaps the host's route to 10.202.35.0/24 on bd35"
+    );
+    assert!(matches!(
+        host.nets.store().inspect(&name("shadow")),
+        Err(NetError::NotFound(_))
+    ));
+    let ok = host.nets.create_network(CreateNetwork {
+        name: name("beside"),
+        subnet: Some("10.202.36.0/24".parse().expect("subnet")),
+        bridge: Some("bt36".to_owned()),
+    });
+    assert_eq!(
+        ok.expect("a free subnet").subnet.to_string(),
+        "10.202.36.0/24"
+    );
+}

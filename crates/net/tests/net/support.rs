@@ -152,6 +152,20 @@ impl Host {
         (ns, Ipv4Addr::new(10, 201, slot, 1))
     }
 
+    /// An interface `name` holding `cidr`: a network the host already reaches. (A veth
+    /// pair, since the dummy module cannot be loaded here; its peer is `<name>p`.)
+    pub fn routed_link(&mut self, name: &str, cidr: &str) {
+        let peer = format!("{name}p");
+        run(
+            "ip",
+            &["link", "add", name, "type", "veth", "peer", "name", &peer],
+        );
+        self.extra_links.push(name.to_owned());
+        run("ip", &["addr", "add", cidr, "dev", name]);
+        run("ip", &["link", "set", &peer, "up"]);
+        run("ip", &["link", "set", name, "up"]);
+    }
+
     /// Everything `id` could have left on this host: a record, a lease, an iptables rule
     /// naming it, its namespace. Empty when it left nothing.
     pub fn leftovers(&self, id: &ContainerId) -> Vec<String> {

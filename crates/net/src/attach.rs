@@ -13,6 +13,7 @@ use berth_types::ContainerId;
 use serde_json::{Value, json};
 
 use crate::cni::{Chain, CniError, CniExec, Command, Invocation, RuntimeConfig};
+use crate::dns::Zone;
 use crate::fsutil::lock_dir;
 use crate::portcheck::{conflicts, free_port, port_is_free};
 use crate::record::{Record, Records};
@@ -135,11 +136,19 @@ impl<E: CniExec> Networks<E> {
         let _lock = lock_dir(self.records.dir())?;
         let net = self.store.inspect(network)?;
         let conflist = self.store.conflist(network)?;
-        if self.records.read(container, network)?.is_some() {
-            return Err(NetError::AlreadyAttached {
-                container: container.to_string(),
-                network: network.clone(),
-            });
+        match self.records.read(container, network)? {
+            Some(record) if record.result.is_some() => {
+                return Err(NetError::AlreadyAttached {
+                    container: container.to_string(),
+                    network: network.clone(),
+                });
+            }
+            Some(stale) => {
+                // An ADD that never completed (the daemon died during it): undo it first.
+                self.release(&stale)?;
+                self.records.remove(container, network)?;
+            }
+            None => {}
         }
         if let Some(ip) = options.ip
             && !net.subnet.is_assignable(ip)
@@ -269,6 +278,21 @@ impl<E: CniExec> Networks<E> {
     pub fn create_network(&self, req: crate::CreateNetwork) -> Result<Network, NetError> {
         self.store
             .create_beside(req, &crate::routes::host_routes()?)
+    }
+
+    /// The DNS zone of `network`: every attached container's aliases answer its address.
+    pub fn zone(&self, network: &NetworkName, domain: Option<&str>) -> Result<Zone, NetError> {
+        let mut zone = Zone::new(domain);
+        for record in self.records.all()? {
+            if record.network == *network {
+                for attachment in self.attachments(&record.container)? {
+                    if attachment.network == *network {
+                        zone.add_attachment(&attachment);
+                    }
+                }
+            }
+        }
+        Ok(zone)
     }
 
     /// Removes a network that no container is attached to, with its bridge and the

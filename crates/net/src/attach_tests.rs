@@ -228,3 +228,55 @@ fn gc_deletes_dead_containers_with_their_recorded_result_and_spares_the_living()
     );
     assert!(netns::is_pinned(&f.nets.netns_path(&alive)));
 }
+
+#[test]
+fn an_add_the_daemon_died_in_is_undone_before_attaching_again() {
+    let f = fixture();
+    let a = id(8);
+    f.nets.create_sandbox(&a).expect("sandbox");
+    let stale = Record::new(
+        a.clone(),
+        f.net.name.clone(),
+        "eth0".to_owned(),
+        f.nets.netns_path(&a),
+        None,
+        Vec::new(),
+        Vec::new(),
+    );
+    f.nets.records().write(&stale).expect("stale record");
+    let attached = f
+        .nets
+        .attach(&a, &f.net.name, &AttachOptions::default())
+        .expect("attach");
+    assert_eq!(attached.ifname, "eth0");
+    let commands: Vec<_> = f.fake.calls().iter().skip(1).map(|c| c.command).collect();
+    assert_eq!(
+        commands[..3],
+        [Command::Del; 3],
+        "the stale chain is DEL'd first"
+    );
+    let err = f
+        .nets
+        .attach(&a, &f.net.name, &AttachOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, NetError::AlreadyAttached { .. }), "{err}");
+}
+
+#[test]
+fn the_zone_of_a_network_holds_its_containers_aliases() {
+    let f = fixture();
+    let a = id(9);
+    f.nets.create_sandbox(&a).expect("sandbox");
+    let options = AttachOptions {
+        aliases: vec!["web".to_owned()],
+        ..AttachOptions::default()
+    };
+    let attached = f.nets.attach(&a, &f.net.name, &options).expect("attach");
+    let zone = f.nets.zone(&f.net.name, Some("berth")).expect("zone");
+    assert_eq!(zone.lookup("web.berth"), Some(&[attached.ip][..]));
+    f.nets.detach(&a, &f.net.name).expect("detach");
+    assert_eq!(
+        f.nets.zone(&f.net.name, None).expect("zone"),
+        Zone::new(None)
+    );
+}

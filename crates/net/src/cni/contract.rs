@@ -7,10 +7,21 @@ use crate::netns;
 
 const LOOPBACK: &[u8] = br#"{"cniVersion":"1.0.0","name":"contract","type":"loopback"}"#;
 
+/// Unpins the namespace even when an assertion fails.
+struct Pinned(std::path::PathBuf);
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // Best effort: a failing removal must not hide the assertion that failed.
+        let _ = netns::remove(&self.0);
+    }
+}
+
 fn contract(exec: &dyn CniExec) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ns = dir.path().join("ns");
     netns::create(&ns).expect("netns");
+    let _pinned = Pinned(ns.clone());
     let inv = Invocation {
         container_id: "contract".to_owned(),
         netns: Some(ns.clone()),
@@ -39,7 +50,6 @@ fn contract(exec: &dyn CniExec) {
         .exec("no-such-plugin", Command::Add, &inv, LOOPBACK)
         .unwrap_err();
     assert!(matches!(err, CniError::NotFound { .. }), "{err}");
-    netns::remove(&ns).expect("remove netns");
 }
 
 #[test]

@@ -113,7 +113,9 @@ impl PortMapping {
                     invalid(spec, format!("host address {ip:?} is not an IPv4 address"))
                 })
             })
-            .transpose()?;
+            .transpose()?
+            // 0.0.0.0 means every address, as no address does.
+            .filter(|ip| !ip.is_unspecified());
         let (c_lo, c_hi) = parse_range(spec, "container port", container_ports)?;
         let count = usize::from(c_hi - c_lo) + 1;
         if count > MAX_RANGE {
@@ -208,6 +210,7 @@ mod tests {
         let m = one("127.0.0.1:8080:80");
         assert_eq!(m.host_ip, Some(Ipv4Addr::LOCALHOST));
         assert_eq!(m.to_string(), "127.0.0.1:8080:80/tcp");
+        assert_eq!(one("0.0.0.0:8080:80"), one("8080:80"));
         let m = one("127.0.0.1::80/tcp");
         assert_eq!((m.host_ip, m.host_port), (Some(Ipv4Addr::LOCALHOST), None));
         assert_eq!(m.to_string(), "127.0.0.1::80/tcp");

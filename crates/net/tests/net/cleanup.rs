@@ -41,19 +41,33 @@ fn gc_after_a_crash_releases_a_dead_containers_leftovers() {
     host.nets
         .attach(&alive, &host.network.name, &publishing(free_host_port()))
         .expect("alive");
-    host.nets
+    let dead_ip = host
+        .nets
         .attach(&dead, &host.network.name, &publishing(free_host_port()))
-        .expect("dead");
+        .expect("dead")
+        .ip;
     // The daemon died before it could record the attachment: only the kernel state, the
     // lease and the namespace are left.
     std::fs::remove_dir_all(host.root().join("attachments").join(dead.as_str()))
         .expect("drop records");
     assert!(!host.leftovers(&dead).is_empty());
+    let by_address = format!("{dead_ip}/32");
+    let rules = crate::support::output("iptables-save", &[]);
+    assert!(
+        rules.contains(&by_address),
+        "the firewall plugin allows {by_address}"
+    );
 
     let report = host.nets.gc(&|id| *id == alive).expect("gc");
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.leases_released.len(), 1, "{report:?}");
     assert_eq!(host.leftovers(&dead), Vec::<String>::new());
+    let rules = crate::support::output("iptables-save", &[]);
+    let left: Vec<_> = rules.lines().filter(|l| l.contains(&by_address)).collect();
+    assert!(
+        left.is_empty(),
+        "firewall rules of the dead address: {left:?}"
+    );
     assert_eq!(
         host.veths().len(),
         1,

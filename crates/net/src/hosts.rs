@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
+use crate::Attachment;
+
 /// One name the container should resolve without DNS: another container on one of its
 /// networks, or its own address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,26 @@ pub fn hosts_file(own: &[HostEntry], others: &[HostEntry]) -> String {
         }
     }
     out
+}
+
+/// `/etc/hosts` for a container with `hostname` and its `attachments`, next to `peers`
+/// (the other containers on its networks): its own addresses with its hostname and aliases,
+/// each peer's address with its aliases.
+pub fn hosts_for(hostname: &str, attachments: &[Attachment], peers: &[Attachment]) -> String {
+    let entry = |a: &Attachment, first: Option<&str>| HostEntry {
+        ip: a.ip,
+        names: first
+            .into_iter()
+            .map(str::to_owned)
+            .chain(a.aliases.iter().cloned())
+            .collect(),
+    };
+    let own: Vec<_> = attachments
+        .iter()
+        .map(|a| entry(a, Some(hostname)))
+        .collect();
+    let others: Vec<_> = peers.iter().map(|a| entry(a, None)).collect();
+    hosts_file(&own, &others)
 }
 
 /// `/etc/resolv.conf`: berth's DNS server for the container's networks (their gateway
@@ -71,6 +93,30 @@ mod tests {
         );
         assert!(hosts.ends_with("10.88.0.2\tabc123 web\n10.88.0.3\tdb\n"));
         assert!(!hosts.contains("10.88.0.4"));
+    }
+
+    #[test]
+    fn hosts_for_names_the_container_by_hostname_and_aliases_and_its_peers_by_alias() {
+        let attachment = |last: u8, aliases: &[&str]| Attachment {
+            container: berth_types::ContainerId::from_random_bytes([last; 32]),
+            network: crate::NetworkName::default_network(),
+            ifname: "eth0".to_owned(),
+            ip: Ipv4Addr::new(10, 88, 0, last),
+            prefix: 16,
+            gateway: Ipv4Addr::new(10, 88, 0, 1),
+            mac: String::new(),
+            ports: Vec::new(),
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        let hosts = hosts_for(
+            "abc123",
+            &[attachment(2, &["web"])],
+            &[attachment(3, &["db", "pg"])],
+        );
+        assert!(
+            hosts.ends_with("10.88.0.2\tabc123 web\n10.88.0.3\tdb pg\n"),
+            "{hosts}"
+        );
     }
 
     #[test]

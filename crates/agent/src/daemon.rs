@@ -97,7 +97,10 @@ impl Daemon {
 
     /// Serves the API until `shutdown` completes, then stops accepting and returns (the
     /// socket file is removed; containers keep running).
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
         let socket = self.manager.paths().socket();
         let result = axum::serve(self.listener, router(Arc::clone(&self.manager)))
             .with_graceful_shutdown(shutdown)

@@ -15,6 +15,9 @@ pub enum AgentError {
     /// 409: the name is in use, or the container is in the wrong state.
     #[error("{0}")]
     Conflict(String),
+    /// 413: the request body is over the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// 304: the container is already in the asked-for state (start/stop).
     #[error("container is already {0}")]
     NotModified(&'static str),
@@ -29,11 +32,11 @@ impl AgentError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotModified(_) => StatusCode::NOT_MODIFIED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-
 }
 
 pub type Result<T, E = AgentError> = std::result::Result<T, E>;

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use berth_client::api::ExecRequest;
 use berth_runtime::supervisor::{StateDir, SupervisorConfig};
-use berth_runtime::{ContainerDriver, EnvVar, ExecOptions, LibcontainerDriver, Stdio, UserDb, UserSpec};
+use berth_runtime::{
+    ContainerDriver, EnvVar, ExecOptions, LibcontainerDriver, Stdio, UserDb, UserSpec,
+};
 
 use crate::record::ContainerRecord;
 
@@ -28,12 +30,17 @@ pub fn exec_options(state_dir: &Path, request: &ExecRequest) -> Result<ExecOptio
     let workdir = request
         .working_dir
         .as_deref()
-        .map(|w| w.parse().map_err(|err: berth_runtime::MountError| err.to_string()))
+        .map(|w| {
+            w.parse()
+                .map_err(|err: berth_runtime::MountError| err.to_string())
+        })
         .transpose()?;
     let user = match request.user.as_deref() {
         None => None,
         Some(user) => {
-            let spec: UserSpec = user.parse().map_err(|err: berth_runtime::UserError| err.to_string())?;
+            let spec: UserSpec = user
+                .parse()
+                .map_err(|err: berth_runtime::UserError| err.to_string())?;
             let record = ContainerRecord::read(state_dir).map_err(|err| err.to_string())?;
             let users = UserDb::load(&record.rootfs).map_err(|err| err.to_string())?;
             Some(users.resolve(Some(&spec)).map_err(|err| err.to_string())?)

@@ -152,8 +152,22 @@ mod tests {
             got
         };
         assert_eq!(collect(LogQuery::default()), ["a", "b", "c"]);
-        assert_eq!(collect(LogQuery { tail: Some(2), since: None }), ["b", "c"]);
-        let since = DateTime::parse_from_rfc3339("2026-01-01T00:00:02Z").unwrap().with_timezone(&Utc);
-        assert_eq!(collect(LogQuery { tail: None, since: Some(since) }), ["b", "c"]);
+        assert_eq!(
+            collect(LogQuery {
+                tail: Some(2),
+                since: None
+            }),
+            ["b", "c"]
+        );
+        let since = DateTime::parse_from_rfc3339("2026-01-01T00:00:02Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            collect(LogQuery {
+                tail: None,
+                since: Some(since)
+            }),
+            ["b", "c"]
+        );
     }
 }

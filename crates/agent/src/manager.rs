@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_client::api::{
-    ContainerInspect, ContainerState as ApiState, ContainerStatus, ContainerSummary,
-    CreateRequest, CreateResponse, WaitResponse,
+    ContainerInspect, ContainerState as ApiState, ContainerStatus, ContainerSummary, CreateRequest,
+    CreateResponse, WaitResponse,
 };
 use berth_image::Store;
 use berth_runtime::supervisor::{
@@ -96,7 +96,9 @@ pub struct ContainerManager {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn now() -> String {
@@ -140,7 +142,8 @@ impl ContainerManager {
     /// A manager of the containers under `paths`, with no container loaded yet: call
     /// [`ContainerManager::adopt_all`]. Must be called within a tokio runtime.
     pub fn new(paths: Paths, launcher: Arc<dyn Launcher>) -> Result<Arc<Self>> {
-        let internal = |what: &str, reason: String| AgentError::Internal(format!("{what}: {reason}"));
+        let internal =
+            |what: &str, reason: String| AgentError::Internal(format!("{what}: {reason}"));
         std::fs::create_dir_all(paths.containers())
             .map_err(|e| internal(&paths.containers().display().to_string(), e.to_string()))?;
         let images = Store::open(&paths.images())
@@ -270,13 +273,18 @@ impl ContainerManager {
                 )));
             }
         }
-        let image = self.images.resolve(&request.image).map_err(|err| match err {
-            berth_image::Error::ImageNotFound(name) => AgentError::NotFound(format!(
-                "no such image: {name}; pull or import it first"
-            )),
-            berth_image::Error::AmbiguousImage { .. } => AgentError::BadRequest(err.to_string()),
-            other => AgentError::Internal(other.to_string()),
-        })?;
+        let image = self
+            .images
+            .resolve(&request.image)
+            .map_err(|err| match err {
+                berth_image::Error::ImageNotFound(name) => {
+                    AgentError::NotFound(format!("no such image: {name}; pull or import it first"))
+                }
+                berth_image::Error::AmbiguousImage { .. } => {
+                    AgentError::BadRequest(err.to_string())
+                }
+                other => AgentError::Internal(other.to_string()),
+            })?;
         let image_config = self
             .images
             .config(&image)
@@ -353,7 +361,8 @@ impl ContainerManager {
             .prepare_rootfs(id.as_str(), image)
             .map_err(|e| internal(&e))?;
         rootfs.mount().map_err(|e| internal(&e))?;
-        let users = UserDb::load(&rootfs.target).map_err(|e| AgentError::BadRequest(e.to_string()))?;
+        let users =
+            UserDb::load(&rootfs.target).map_err(|e| AgentError::BadRequest(e.to_string()))?;
         let spec = build_spec(&SpecInput {
             id,
             rootfs: &rootfs.target,
@@ -503,7 +512,12 @@ impl ContainerManager {
         Ok(())
     }
 
-    fn control(&self, id: &ContainerId, message: &Request, timeout: Duration) -> Result<ContainerState> {
+    fn control(
+        &self,
+        id: &ContainerId,
+        message: &Request,
+        timeout: Duration,
+    ) -> Result<ContainerState> {
         match request(self.state_dir(id).path(), message, timeout) {
             Ok(Response::State(state)) => Ok(state),
             Ok(Response::Error(error)) => Err(AgentError::Conflict(error)),
@@ -640,7 +654,11 @@ impl ContainerManager {
             .map_err(|e| AgentError::Internal(format!("{}: {e}", dir.display())))?;
         let mut to_start = Vec::new();
         for dir_entry in entries.flatten() {
-            let Ok(id) = dir_entry.file_name().to_string_lossy().parse::<ContainerId>() else {
+            let Ok(id) = dir_entry
+                .file_name()
+                .to_string_lossy()
+                .parse::<ContainerId>()
+            else {
                 continue;
             };
             match self.adopt(&id) {
@@ -681,7 +699,9 @@ impl ContainerManager {
             {
                 tracing::warn!(%id, %err, "cannot delete the container of a vanished supervisor");
             }
-            let restart = SupervisorConfig::load(&dir).map(|c| c.restart).unwrap_or_default();
+            let restart = SupervisorConfig::load(&dir)
+                .map(|c| c.restart)
+                .unwrap_or_default();
             start = restart.start_when_berth_starts(state.stopped_by_user);
             state.status = Status::Exited;
             state.pid = None;
@@ -725,7 +745,11 @@ fn state_exists(dir: &StateDir) -> bool {
 
 /// The pid of the container's supervisor when it lives and answers (ADR 13, case 1).
 fn live_supervisor(dir: &StateDir) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(dir.pid_file()).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(dir.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     if !String::from_utf8_lossy(&cmdline).contains("supervise") {
         return None;
@@ -770,7 +794,9 @@ pub fn human_status(view: &View, now: chrono::DateTime<chrono::Utc>) -> String {
     let code = state.and_then(|s| s.exit_code);
     match view.status {
         ContainerStatus::Created => "Created".into(),
-        ContainerStatus::Running => format!("Up {}", since(state.and_then(|s| s.started_at.as_ref()))),
+        ContainerStatus::Running => {
+            format!("Up {}", since(state.and_then(|s| s.started_at.as_ref())))
+        }
         ContainerStatus::Restarting => format!(
             "Restarting ({}) {} ago",
             code.unwrap_or(0),
@@ -818,9 +844,18 @@ fn inspect(view: &View) -> ContainerInspect {
             restarting: status == ContainerStatus::Restarting,
             oom_killed: state.is_some_and(|s| s.oom_killed),
             dead: status == ContainerStatus::Dead,
-            pid: state.and_then(|s| s.pid).filter(|_| status == ContainerStatus::Running).unwrap_or(0),
+            pid: state
+                .and_then(|s| s.pid)
+                .filter(|_| status == ContainerStatus::Running)
+                .unwrap_or(0),
             exit_code: state
-                .map(|s| s.exit_code.unwrap_or(if s.status == Status::Exited { UNKNOWN_EXIT } else { 0 }))
+                .map(|s| {
+                    s.exit_code.unwrap_or(if s.status == Status::Exited {
+                        UNKNOWN_EXIT
+                    } else {
+                        0
+                    })
+                })
                 .unwrap_or(0),
             error: state.and_then(|s| s.error.clone()).unwrap_or_default(),
             started_at: state
@@ -847,7 +882,10 @@ mod tests {
 
     #[test]
     fn durations_read_as_docker_writes_them() {
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(Duration::from_secs(5)), "5 seconds");
         assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
         assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");

@@ -5,8 +5,26 @@ const ADJECTIVES: &[&str] = &[
     "nifty", "proud", "quiet", "rapid", "sharp", "tender", "upbeat", "vivid", "witty", "zealous",
 ];
 const NOUNS: &[&str] = &[
-    "anchor", "barge", "buoy", "cargo", "dock", "ferry", "harbor", "hull", "keel", "lighthouse",
-    "mast", "pier", "quay", "rudder", "sail", "schooner", "tide", "tug", "wharf", "yacht",
+    "anchor",
+    "barge",
+    "buoy",
+    "cargo",
+    "dock",
+    "ferry",
+    "harbor",
+    "hull",
+    "keel",
+    "lighthouse",
+    "mast",
+    "pier",
+    "quay",
+    "rudder",
+    "sail",
+    "schooner",
+    "tide",
+    "tug",
+    "wharf",
+    "yacht",
 ];
 
 /// A random `adjective_noun`; after a few collisions (`attempt` > 3) a number is appended,

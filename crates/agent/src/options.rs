@@ -3,8 +3,8 @@
 
 use berth_client::api::CreateRequest;
 use berth_runtime::{
-    BlkioWeight, ByteSize, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, MemoryLimit,
-    NetworkMode, PidsLimit, RestartPolicy, RunOptions, TmpfsMount, UserSpec, Volume,
+    BlkioWeight, ByteSize, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, MemoryLimit, NetworkMode,
+    PidsLimit, RestartPolicy, RunOptions, TmpfsMount, UserSpec, Volume,
 };
 use berth_types::ContainerName;
 
@@ -26,7 +26,8 @@ fn parse<T: std::str::FromStr>(field: &str, text: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    text.parse().map_err(|err: T::Err| bad(field)(err.to_string()))
+    text.parse()
+        .map_err(|err: T::Err| bad(field)(err.to_string()))
 }
 
 /// Parses every field of `request` with the CLI's rules; the first invalid one is a 400.
@@ -64,11 +65,18 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
         .transpose()?;
     options.memory = host
         .memory
-        .map(|m| MemoryLimit::new(ByteSize::from_bytes(m)).map_err(|e| bad("Memory")(e.to_string())))
+        .map(|m| {
+            MemoryLimit::new(ByteSize::from_bytes(m)).map_err(|e| bad("Memory")(e.to_string()))
+        })
         .transpose()?;
     options.cpus = host
         .nano_cpus
-        .map(|n| parse::<Cpus>("NanoCpus", &format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000)))
+        .map(|n| {
+            parse::<Cpus>(
+                "NanoCpus",
+                &format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000),
+            )
+        })
         .transpose()?;
     options.cpu_shares = host
         .cpu_shares
@@ -168,19 +176,48 @@ mod tests {
     #[test]
     fn each_bad_field_is_a_bad_request_naming_it() {
         let cases = [
-            (HostConfig { memory: Some(1), ..HostConfig::default() }, "Memory"),
-            (HostConfig { binds: vec!["relative:/x".into()], ..HostConfig::default() }, "Binds"),
-            (HostConfig { restart_policy: Some("sometimes".into()), ..HostConfig::default() }, "RestartPolicy"),
-            (HostConfig { network_mode: Some("bridge".into()), ..HostConfig::default() }, "NetworkMode"),
+            (
+                HostConfig {
+                    memory: Some(1),
+                    ..HostConfig::default()
+                },
+                "Memory",
+            ),
+            (
+                HostConfig {
+                    binds: vec!["relative:/x".into()],
+                    ..HostConfig::default()
+                },
+                "Binds",
+            ),
+            (
+                HostConfig {
+                    restart_policy: Some("sometimes".into()),
+                    ..HostConfig::default()
+                },
+                "RestartPolicy",
+            ),
+            (
+                HostConfig {
+                    network_mode: Some("bridge".into()),
+                    ..HostConfig::default()
+                },
+                "NetworkMode",
+            ),
         ];
         for (host, field) in cases {
             match parse_create(&request(host)) {
-                Err(AgentError::BadRequest(message)) => assert!(message.contains(field), "{message}"),
+                Err(AgentError::BadRequest(message)) => {
+                    assert!(message.contains(field), "{message}")
+                }
                 other => panic!("{field}: {other:?}"),
             }
         }
         let mut bad_name = request(HostConfig::default());
         bad_name.name = Some("/-x".into());
-        assert!(matches!(parse_create(&bad_name), Err(AgentError::BadRequest(_))));
+        assert!(matches!(
+            parse_create(&bad_name),
+            Err(AgentError::BadRequest(_))
+        ));
     }
 }

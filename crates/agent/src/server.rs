@@ -43,14 +43,13 @@ impl IntoResponse for AgentError {
         if status == StatusCode::NOT_MODIFIED {
             return status.into_response();
         }
-        (status, Json(ErrorBody { message: self.to_string() })).into_response()
-    }
-}
-
-fn rejection(status: StatusCode, text: String) -> AgentError {
-    match status {
-        StatusCode::PAYLOAD_TOO_LARGE => AgentError::Internal(text),
-        _ => AgentError::BadRequest(text),
+        (
+            status,
+            Json(ErrorBody {
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -70,7 +69,9 @@ pub fn router(manager: Arc<ContainerManager>) -> Router {
         .route("/v1/containers/{id}/attach", post(attach))
         .route("/v1/containers/{id}/exec", post(exec))
         .fallback(|| async {
-            AgentError::NotFound("no such endpoint; the API is described in docs/api/openapi.yaml".into())
+            AgentError::NotFound(
+                "no such endpoint; the API is described in docs/api/openapi.yaml".into(),
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(manager)
@@ -88,11 +89,11 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
     let bytes = match body {
         Ok(bytes) => bytes,
         Err(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(AgentError::BadRequest(format!(
+            return Err(AgentError::TooLarge(format!(
                 "request body larger than {MAX_BODY} bytes"
             )));
         }
-        Err(err) => return Err(rejection(err.status(), err.body_text())),
+        Err(err) => return Err(AgentError::BadRequest(err.body_text())),
     };
     serde_json::from_slice(&bytes)
         .map_err(|err| AgentError::BadRequest(format!("invalid JSON body: {err}")))
@@ -127,7 +128,10 @@ struct AllQuery {
     all: Option<String>,
 }
 
-async fn list(State(manager): Manager, q: Result<Query<AllQuery>, QueryRejection>) -> Result<Response> {
+async fn list(
+    State(manager): Manager,
+    q: Result<Query<AllQuery>, QueryRejection>,
+) -> Result<Response> {
     let all = flag(query(q)?.all.as_deref());
     let list = blocking(move || Ok(manager.list(all))).await?;
     Ok(Json(list).into_response())
@@ -315,11 +319,16 @@ async fn stats_route(
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let sample_id = id.clone();
-            let Ok(Ok(after)) = tokio::task::spawn_blocking(move || stats::sample(&sample_id)).await
+            let Ok(Ok(after)) =
+                tokio::task::spawn_blocking(move || stats::sample(&sample_id)).await
             else {
                 return;
             };
-            if tx.send(Ok(line(&stats::to_api(&id, &name, &before, &after)))).await.is_err() {
+            if tx
+                .send(Ok(line(&stats::to_api(&id, &name, &before, &after))))
+                .await
+                .is_err()
+            {
                 return;
             }
             before = after;
@@ -382,13 +391,19 @@ async fn feed<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Vec<u8>>, mut target
 
 async fn write_exit<W: AsyncWrite + Unpin>(writer: &mut W, exit_code: i32) {
     let payload = serde_json::to_vec(&ExitFrame { exit_code }).unwrap_or_default();
-    let _ = writer.write_all(&Frame::new(StreamId::Exit, payload).encode()).await;
+    let _ = writer
+        .write_all(&Frame::new(StreamId::Exit, payload).encode())
+        .await;
     let _ = writer.shutdown().await;
 }
 
 /// Forwards stdin frames to the container's `attach.sock`; ends with an exit frame when the
 /// container has exited for good. Output is read with `logs --follow`.
-async fn attach(State(manager): Manager, Path(id): Path<String>, mut request: Request) -> Result<Response> {
+async fn attach(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    mut request: Request,
+) -> Result<Response> {
     let view = manager.view(&id)?;
     if !view.record.request.open_stdin {
         return Err(AgentError::Conflict(format!(
@@ -434,7 +449,11 @@ async fn attach(State(manager): Manager, Path(id): Path<String>, mut request: Re
 
 /// Runs a process in the container through an exec shim child (never libcontainer in this
 /// process); pumps its stdio to and from frames, then sends one exit frame.
-async fn exec(State(manager): Manager, Path(id): Path<String>, request: Request) -> Result<Response> {
+async fn exec(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response> {
     let (mut parts, body) = request.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let bytes = axum::body::to_bytes(body, MAX_BODY)
@@ -447,7 +466,9 @@ async fn exec(State(manager): Manager, Path(id): Path<String>, request: Request)
         )));
     };
     if exec_request.tty {
-        return Err(AgentError::BadRequest("a terminal for exec (Tty) is not supported yet".into()));
+        return Err(AgentError::BadRequest(
+            "a terminal for exec (Tty) is not supported yet".into(),
+        ));
     }
     if exec_request.cmd.is_empty() {
         return Err(AgentError::BadRequest("Cmd is required".into()));
@@ -459,11 +480,18 @@ async fn exec(State(manager): Manager, Path(id): Path<String>, request: Request)
             view.record.id.short()
         )));
     }
-    crate::exec_shim::exec_options(view.dir.path(), &exec_request).map_err(AgentError::BadRequest)?;
-    let json = serde_json::to_string(&exec_request).map_err(|e| AgentError::Internal(e.to_string()))?;
-    let mut command = tokio::process::Command::from(manager.launcher().exec_shim(view.dir.path(), &json));
+    crate::exec_shim::exec_options(view.dir.path(), &exec_request)
+        .map_err(AgentError::BadRequest)?;
+    let json =
+        serde_json::to_string(&exec_request).map_err(|e| AgentError::Internal(e.to_string()))?;
+    let mut command =
+        tokio::process::Command::from(manager.launcher().exec_shim(view.dir.path(), &json));
     command
-        .stdin(if exec_request.attach_stdin { Stdio::piped() } else { Stdio::null() })
+        .stdin(if exec_request.attach_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command
@@ -477,8 +505,18 @@ async fn exec(State(manager): Manager, Path(id): Path<String>, request: Request)
         let (reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
         let (tx, mut rx) = mpsc::channel::<Frame>(16);
         let pumps: Vec<_> = [
-            child.stdout.take().map(|out| (Box::new(out) as Box<dyn AsyncRead + Send + Unpin>, StreamId::Stdout)),
-            child.stderr.take().map(|err| (Box::new(err) as Box<dyn AsyncRead + Send + Unpin>, StreamId::Stderr)),
+            child.stdout.take().map(|out| {
+                (
+                    Box::new(out) as Box<dyn AsyncRead + Send + Unpin>,
+                    StreamId::Stdout,
+                )
+            }),
+            child.stderr.take().map(|err| {
+                (
+                    Box::new(err) as Box<dyn AsyncRead + Send + Unpin>,
+                    StreamId::Stderr,
+                )
+            }),
         ]
         .into_iter()
         .flatten()
@@ -487,7 +525,12 @@ async fn exec(State(manager): Manager, Path(id): Path<String>, request: Request)
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 32 * 1024];
                 while let Ok(n) = pipe.read(&mut buffer).await {
-                    if n == 0 || tx.send(Frame::new(stream, buffer[..n].to_vec())).await.is_err() {
+                    if n == 0
+                        || tx
+                            .send(Frame::new(stream, buffer[..n].to_vec()))
+                            .await
+                            .is_err()
+                    {
                         break;
                     }
                 }
@@ -511,7 +554,11 @@ async fn exec(State(manager): Manager, Path(id): Path<String>, request: Request)
         let output = async {
             while let Some(frame) = rx.recv().await {
                 for piece in frame.payload.chunks(MAX_PAYLOAD) {
-                    if writer.write_all(&Frame::new(frame.stream, piece.to_vec()).encode()).await.is_err() {
+                    if writer
+                        .write_all(&Frame::new(frame.stream, piece.to_vec()).encode())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -21,8 +21,11 @@ pub struct Sample {
 }
 
 pub fn sample(id: &ContainerId) -> Result<Sample> {
-    let stats = ContainerStats::read(&cgroup_path(id))
-        .map_err(|err| AgentError::Conflict(format!("cannot read the container's cgroup (is it running?): {err}")))?;
+    let stats = ContainerStats::read(&cgroup_path(id)).map_err(|err| {
+        AgentError::Conflict(format!(
+            "cannot read the container's cgroup (is it running?): {err}"
+        ))
+    })?;
     Ok(Sample {
         at: Instant::now(),
         stats,
@@ -44,8 +47,15 @@ fn host_memory() -> u64 {
 /// The percentage of one CPU used between `before` and `after` (200.0 = two CPUs busy).
 pub fn cpu_percent(before: &Sample, after: &Sample) -> f64 {
     let wall = after.at.duration_since(before.at).as_nanos() as f64;
-    let used = after.stats.cpu_usage_ns.saturating_sub(before.stats.cpu_usage_ns) as f64;
-    if wall <= 0.0 { 0.0 } else { used / wall * 100.0 }
+    let used = after
+        .stats
+        .cpu_usage_ns
+        .saturating_sub(before.stats.cpu_usage_ns) as f64;
+    if wall <= 0.0 {
+        0.0
+    } else {
+        used / wall * 100.0
+    }
 }
 
 /// The API's record of `after`, its CPU use measured since `before`.
@@ -72,10 +82,16 @@ mod tests {
     #[test]
     fn one_cpu_busy_for_the_whole_gap_is_100_percent() {
         let start = Instant::now();
-        let before = Sample { at: start, stats: ContainerStats::default() };
+        let before = Sample {
+            at: start,
+            stats: ContainerStats::default(),
+        };
         let after = Sample {
             at: start + Duration::from_millis(100),
-            stats: ContainerStats { cpu_usage_ns: 100_000_000, ..ContainerStats::default() },
+            stats: ContainerStats {
+                cpu_usage_ns: 100_000_000,
+                ..ContainerStats::default()
+            },
         };
         assert!((cpu_percent(&before, &after) - 100.0).abs() < 1e-9);
     }

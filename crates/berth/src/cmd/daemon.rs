@@ -59,7 +59,9 @@ fn check_endpoint(url: &str) -> anyhow::Result<()> {
         }
     });
     if !valid {
-        bail!("invalid --store-endpoints URL {url:?}: expected http://HOST:PORT or https://HOST:PORT");
+        bail!(
+            "invalid --store-endpoints URL {url:?}: expected http://HOST:PORT or https://HOST:PORT"
+        );
     }
     Ok(())
 }
@@ -124,7 +126,13 @@ mod tests {
     fn store_endpoints_must_be_http_urls_with_a_port() {
         assert!(check_endpoint("http://127.0.0.1:2379").is_ok());
         assert!(check_endpoint("https://etcd.local:2379/").is_ok());
-        for bad in ["127.0.0.1:2379", "http://host", "ftp://h:1", "http://:1", "http://h:x"] {
+        for bad in [
+            "127.0.0.1:2379",
+            "http://host",
+            "ftp://h:1",
+            "http://:1",
+            "http://h:x",
+        ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
     }

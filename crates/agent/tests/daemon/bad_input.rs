@@ -80,7 +80,7 @@ fn bad_creates_are_refused_and_leave_nothing_behind() {
         StatusCode::CONFLICT,
         &format!("name taken is already in use by container {id}"),
     );
-    assert_eq!(host.state_dirs(), [id.clone()]);
+    assert_eq!(host.state_dirs(), std::slice::from_ref(&id));
     assert_eq!(
         post(&socket, "/v1/containers/nope/start", None).status,
         StatusCode::NOT_FOUND
@@ -94,9 +94,7 @@ fn bad_creates_are_refused_and_leave_nothing_behind() {
 fn a_second_daemon_on_the_same_root_is_refused() {
     let host = Host::new();
     let _daemon = host.daemon();
-    let err = TestDaemon::start(host.paths.clone())
-        .err()
-        .expect("second daemon refused");
+    let err = TestDaemon::start(host.paths.clone()).expect_err("second daemon refused");
     assert!(
         err.to_string().contains("another berth daemon is running"),
         "{err}"

@@ -141,6 +141,12 @@ impl Host {
     }
 }
 
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         self.force_clean();

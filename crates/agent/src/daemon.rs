@@ -7,6 +7,7 @@ use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
@@ -16,6 +17,14 @@ use crate::manager::ContainerManager;
 use crate::paths::Paths;
 use crate::server::router;
 
+/// How long requests under way may take to finish once shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest path a unix socket address holds (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// What a supervisor's socket path adds to the root: `/containers/<64 hex>/control.sock`.
+const SOCKET_SUFFIX: usize = "/containers/".len() + 64 + "/control.sock".len();
+
 /// Why the daemon could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -23,6 +32,14 @@ pub enum DaemonError {
         "another berth daemon is running with root {root} (it holds {lock}); stop it first, or use another --root"
     )]
     AlreadyRunning { root: PathBuf, lock: PathBuf },
+    #[error(
+        "root {root} is too long ({len} bytes): the supervisors' sockets under it would not fit a unix socket address; use a root of at most {max} bytes"
+    )]
+    RootTooLong {
+        root: PathBuf,
+        len: usize,
+        max: usize,
+    },
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -55,6 +72,18 @@ impl Daemon {
     /// (replacing a stale one). Call within a tokio runtime.
     pub async fn start(paths: Paths, launcher: Arc<dyn Launcher>) -> Result<Self, DaemonError> {
         std::fs::create_dir_all(&paths.root).map_err(io("create", &paths.root))?;
+        let root = paths
+            .root
+            .canonicalize()
+            .map_err(io("resolve", &paths.root))?;
+        let len = root.as_os_str().len();
+        if len + SOCKET_SUFFIX > MAX_SOCKET_PATH {
+            return Err(DaemonError::RootTooLong {
+                root,
+                len,
+                max: MAX_SOCKET_PATH - SOCKET_SUFFIX,
+            });
+        }
         let lock_path = paths.lock_file();
         let file = OpenOptions::new()
             .create(true)

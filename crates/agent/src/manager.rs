@@ -448,10 +448,11 @@ impl ContainerManager {
             return Err(AgentError::NotModified("running"));
         }
         let dir = self.state_dir(&id);
-        let command = self.launcher.supervisor(dir.path());
-        let pid = berth_runtime::supervisor::spawn_supervisor_command(command, dir.path())
-            .map_err(|err| AgentError::Internal(err.to_string()))?
-            .as_raw();
+        let pid = crate::launcher::spawn_supervisor(self.launcher.as_ref(), dir.path()).map_err(
+            |reason| {
+                AgentError::Internal(format!("container {} did not start: {reason}", id.short()))
+            },
+        )?;
         {
             let mut index = lock(&self.index);
             if let Some(entry) = index.containers.get_mut(&id) {

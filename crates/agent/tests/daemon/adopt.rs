@@ -27,6 +27,13 @@ fn running_containers_survive_the_daemon_and_are_adopted() {
     for id in &ids {
         eventually("a first tick", || !logged(&socket, id).is_empty());
     }
+    // A follower that never hangs up does not keep the daemon from stopping.
+    let mut follower = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    let follow = format!(
+        "GET /v1/containers/{}/logs?follow=1 HTTP/1.1\r\nHost: berth\r\n\r\n",
+        ids[1]
+    );
+    std::io::Write::write_all(&mut follower, follow.as_bytes()).expect("request");
     daemon.stop();
     let log = host.paths.containers().join(&ids[1]).join("container.log");
     let before = std::fs::read_to_string(&log).unwrap().lines().count();

@@ -69,9 +69,7 @@ fn bad_creates_are_refused_and_leave_nothing_behind() {
         StatusCode::BAD_REQUEST,
         "invalid JSON",
     );
-    let huge = json!({"Image": "busybox", "Env": ["A=".to_owned() + &"x".repeat(2 << 20)]});
-    let answer = post(&socket, "/v1/containers", Some(huge));
-    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large(&socket), "HTTP/1.1 413 Payload Too Large");
     host.assert_nothing_left(&[]);
     let id = run(&socket, &["true"], json!({"Name": "taken"}));
     refused(
@@ -99,4 +97,34 @@ fn a_second_daemon_on_the_same_root_is_refused() {
         err.to_string().contains("another berth daemon is running"),
         "{err}"
     );
+}
+
+#[test]
+fn a_root_too_long_for_socket_addresses_is_refused_up_front() {
+    let host = Host::new();
+    let long = host.dir.path().join("a-root-whose-path-is-far-too-long");
+    let paths = berth_agent::Paths::new(&long, &host.dir.path().join("run2"));
+    let err = TestDaemon::start(paths).expect_err("refused");
+    assert!(err.to_string().contains("too long"), "{err}");
+}
+
+/// The status line answering a create with a 2 MiB body. The daemon may answer and close
+/// before the whole body is written (a unix socket keeps its answer readable).
+fn too_large(socket: &std::path::Path) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(crate::support::WAIT_LIMIT))
+        .expect("timeout");
+    let head = format!(
+        "POST /v1/containers HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"Image\":",
+        2 << 20
+    );
+    stream.write_all(head.as_bytes()).expect("request");
+    let _ = stream.write_all(&vec![b' '; 2 << 20]);
+    let mut status = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status)
+        .expect("status line");
+    status.trim().to_owned()
 }

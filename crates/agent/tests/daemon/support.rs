@@ -204,7 +204,9 @@ impl TestDaemon {
                     }
                 }
             });
-            // Dropping the runtime here ends every task of the daemon, as a kill would.
+            // Ending the runtime ends every task of the daemon, as a kill would; a blocking
+            // task (a log follower whose client does not read) is left behind.
+            runtime.shutdown_timeout(Duration::from_secs(1));
         });
         let manager = ready_rx.recv().expect("daemon thread")?;
         Ok(Self {

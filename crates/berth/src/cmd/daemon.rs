@@ -84,7 +84,7 @@ pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             store::shutdown_signal().await;
@@ -114,7 +114,10 @@ pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
             }
         };
         tokio::try_join!(api, store).map(drop)
-    })?;
+    });
+    // A log follower blocked on a client that does not read must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

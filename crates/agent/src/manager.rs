@@ -881,6 +881,69 @@ pub fn cgroup_path(id: &ContainerId) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn entry(supervisor: Option<i32>) -> Entry {
+        Entry {
+            record: ContainerRecord {
+                id: ContainerId::from_random_bytes([7; 32]),
+                name: "n".into(),
+                image: "busybox".into(),
+                image_id: String::new(),
+                created: ZERO_TIME.into(),
+                rootfs: PathBuf::new(),
+                path: "sh".into(),
+                args: vec![],
+                request: CreateRequest::default(),
+            },
+            supervisor,
+            dead: false,
+            removing: false,
+            ops: Arc::default(),
+        }
+    }
+
+    fn state(status: Status) -> ContainerState {
+        ContainerState {
+            status,
+            pid: None,
+            supervisor_pid: 1,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            restart_count: 0,
+            stopped_by_user: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_supervisor_and_its_record() {
+        use ContainerStatus as S;
+        assert_eq!(status_of(&entry(None), None), S::Created);
+        assert_eq!(status_of(&entry(Some(9)), None), S::Running);
+        assert_eq!(
+            status_of(&entry(Some(9)), Some(&state(Status::Running))),
+            S::Running
+        );
+        assert_eq!(
+            status_of(&entry(Some(9)), Some(&state(Status::Restarting))),
+            S::Restarting
+        );
+        assert_eq!(
+            status_of(&entry(None), Some(&state(Status::Exited))),
+            S::Exited
+        );
+        assert_eq!(
+            status_of(&entry(None), Some(&state(Status::Running))),
+            S::Dead
+        );
+        let removing = Entry {
+            removing: true,
+            ..entry(Some(9))
+        };
+        assert_eq!(status_of(&removing, None), S::Removing);
+    }
+
     #[test]
     fn durations_read_as_docker_writes_them() {
         assert_eq!(

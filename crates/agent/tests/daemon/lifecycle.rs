@@ -180,11 +180,10 @@ fn logs_follow_ends_when_the_container_exits_and_stats_read_its_cgroup() {
     let host = Host::new();
     let _daemon = host.daemon();
     let socket = host.socket();
-    let id = run(
-        &socket,
-        &["sh", "-c", "sleep 1; for i in 1 2 3; do echo $i; done"],
-        json!({}),
-    );
+    // Prints 1 2 3 and exits only when told to (SIGTERM), so stats see it running.
+    let script =
+        "trap 'for i in 1 2 3; do echo $i; done; exit 0' TERM; while :; do sleep 0.1; done";
+    let id = run(&socket, &["sh", "-c", script], json!({}));
     let stats = get(&socket, &format!("/v1/containers/{id}/stats"));
     assert_eq!(
         stats.status,
@@ -193,6 +192,12 @@ fn logs_follow_ends_when_the_container_exits_and_stats_read_its_cgroup() {
         String::from_utf8_lossy(&stats.body)
     );
     assert!(stats.json()["Pids"].as_u64().unwrap() >= 1);
+    let signalled = post(
+        &socket,
+        &format!("/v1/containers/{id}/kill?signal=TERM"),
+        None,
+    );
+    assert_eq!(signalled.status, StatusCode::NO_CONTENT);
     let followed = logged(&socket, &id);
     let followed_live: Vec<String> = get(
         &socket,

@@ -36,11 +36,14 @@ enum Command {
     Image(cmd::image::ImageCommand),
     /// Run the etcd v3-compatible store on its own (etcd's flag names).
     Store(cmd::store::StoreArgs),
-    /// Run the host daemon (for now: the embedded store, in the foreground).
+    /// Run the host daemon: the container API on <run-dir>/berth.sock and the embedded store.
     Daemon(cmd::daemon::DaemonArgs),
     /// Supervise one container (run by the daemon).
     #[command(hide = true)]
     Supervise(cmd::supervise::SuperviseArgs),
+    /// Run one process in a running container (run by the daemon for exec).
+    #[command(hide = true)]
+    ExecShim(cmd::exec_shim::ExecShimArgs),
 }
 
 /// Global settings every subcommand may need.
@@ -52,9 +55,10 @@ pub struct Globals {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    // The supervisor's stderr becomes each container's stderr in the processes libcontainer
-    // clones from it, so it logs nothing through tracing (docs/adr/0013).
-    if !matches!(cli.command, Command::Supervise(_)) {
+    // The supervisor's and exec shim's stderr become a container process's stderr in the
+    // processes libcontainer clones from them, so they log nothing through tracing
+    // (docs/adr/0013).
+    if !matches!(cli.command, Command::Supervise(_) | Command::ExecShim(_)) {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
             .with_writer(std::io::stderr)
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Store(args) => cmd::store::run(&globals, args),
         Command::Daemon(args) => cmd::daemon::run(&globals, args),
         Command::Supervise(args) => cmd::supervise::run(&args),
+        Command::ExecShim(args) => Ok(cmd::exec_shim::run(&args)),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,14 @@
-//! `berth daemon`: the host daemon. For now it runs the embedded store in the foreground; the
-//! container agent joins it in a later issue.
+//! `berth daemon`: the host daemon. It runs the embedded store (unless `--store-endpoints`
+//! names an external one) and serves the container API on `<run-dir>/berth.sock`
+//! (`berth_agent`, docs/adr/0014) until SIGTERM or SIGINT. Containers keep running when it
+//! stops: each has its own supervisor.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use berth_agent::{BerthBinary, Daemon, Paths};
 use berth_store::Config;
 use clap::Args;
 
@@ -13,12 +17,19 @@ use crate::cmd::store;
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
+    /// Directory of runtime files: the API socket and container runtime state (tmpfs).
+    #[arg(long, default_value = "/run/berth")]
+    run_dir: PathBuf,
     /// Client URL of the embedded store.
     #[arg(long, default_value = "http://127.0.0.1:2379")]
     store_listen: String,
     /// Directory of the embedded store's data (default: <--root>/store).
     #[arg(long)]
     store_data_dir: Option<PathBuf>,
+    /// Comma-separated client URLs of an external etcd-compatible store; when given, the
+    /// embedded store is not started.
+    #[arg(long, value_delimiter = ',')]
+    store_endpoints: Vec<String>,
 }
 
 /// The embedded store's configuration, from the daemon's flags.
@@ -33,9 +44,99 @@ fn store_config(globals: &Globals, args: &DaemonArgs) -> Config {
     config
 }
 
+/// An endpoint must be `http://HOST:PORT` or `https://HOST:PORT`.
+fn check_endpoint(url: &str) -> anyhow::Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let valid = rest.is_some_and(|rest| {
+        let authority = rest.trim_end_matches('/');
+        match authority.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty() && !authority.contains('/') && port.parse::<u16>().is_ok()
+            }
+            None => false,
+        }
+    });
+    if !valid {
+        bail!(
+            "invalid --store-endpoints URL {url:?}: expected http://HOST:PORT or https://HOST:PORT"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
-    let config = store_config(globals, &args);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(store::serve_until_signal(config))?;
+    for url in &args.store_endpoints {
+        check_endpoint(url)?;
+    }
+    let embedded_store = args
+        .store_endpoints
+        .is_empty()
+        .then(|| store_config(globals, &args));
+    let exe = std::env::current_exe().context("cannot find the berth binary")?;
+    let paths = Paths::new(&globals.root, &args.run_dir);
+    // A small runtime keeps the idle daemon small; blocking work (container files, control
+    // sockets, spawning supervisors) goes to the blocking pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            store::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let daemon = Daemon::start(paths, Arc::new(BerthBinary { exe }))
+            .await
+            .context("cannot start the daemon")?;
+        let api = async {
+            daemon
+                .serve(stopped(stop_rx.clone()))
+                .await
+                .context("API server")
+        };
+        let store = async {
+            match embedded_store {
+                Some(config) => {
+                    let data_dir = config.data_dir.clone();
+                    berth_store::serve(config, stopped(stop_rx.clone()))
+                        .await
+                        .with_context(|| format!("store in {}", data_dir.display()))
+                }
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(api, store).map(drop)
+    });
+    // A log follower blocked on a client that does not read must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_endpoints_must_be_http_urls_with_a_port() {
+        assert!(check_endpoint("http://127.0.0.1:2379").is_ok());
+        assert!(check_endpoint("https://etcd.local:2379/").is_ok());
+        for bad in [
+            "127.0.0.1:2379",
+            "http://host",
+            "ftp://h:1",
+            "http://:1",
+            "http://h:x",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: each parses its arguments into calls on a library crate.
 
 pub mod daemon;
+pub mod exec_shim;
 pub mod image;
 pub mod progress;
 pub mod pull;

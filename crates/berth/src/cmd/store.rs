@@ -79,7 +79,7 @@ pub async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("store in {}", data_dir.display()))
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

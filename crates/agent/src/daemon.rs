@@ -1,0 +1,141 @@
+//! The daemon's shell: one daemon per root (a flock), re-adoption of the containers found
+//! there, and the API served on `<run-dir>/berth.sock` (mode 0600) until shutdown.
+//! Containers keep running when the daemon stops: they belong to their supervisors.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+
+use crate::launcher::Launcher;
+use crate::manager::ContainerManager;
+use crate::paths::Paths;
+use crate::server::router;
+
+/// How long requests under way may take to finish once shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest path a unix socket address holds (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// What a supervisor's socket path adds to the root: `/containers/<64 hex>/control.sock`.
+const SOCKET_SUFFIX: usize = "/containers/".len() + 64 + "/control.sock".len();
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(
+        "another berth daemon is running with root {root} (it holds {lock}); stop it first, or use another --root"
+    )]
+    AlreadyRunning { root: PathBuf, lock: PathBuf },
+    #[error(
+        "root {root} is too long ({len} bytes): the supervisors' sockets under it would not fit a unix socket address; use a root of at most {max} bytes"
+    )]
+    RootTooLong {
+        root: PathBuf,
+        len: usize,
+        max: usize,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Agent(#[from] crate::error::AgentError),
+}
+
+fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_owned();
+    move |source| DaemonError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A daemon that owns its root and has adopted its containers, ready to serve.
+#[derive(Debug)]
+pub struct Daemon {
+    manager: Arc<ContainerManager>,
+    listener: UnixListener,
+    _lock: Flock<File>,
+}
+
+impl Daemon {
+    /// Takes the root's lock, adopts every container (docs/adr/0013) and binds the socket
+    /// (replacing a stale one). Call within a tokio runtime.
+    pub async fn start(paths: Paths, launcher: Arc<dyn Launcher>) -> Result<Self, DaemonError> {
+        std::fs::create_dir_all(&paths.root).map_err(io("create", &paths.root))?;
+        let root = paths
+            .root
+            .canonicalize()
+            .map_err(io("resolve", &paths.root))?;
+        let len = root.as_os_str().len();
+        if len + SOCKET_SUFFIX > MAX_SOCKET_PATH {
+            return Err(DaemonError::RootTooLong {
+                root,
+                len,
+                max: MAX_SOCKET_PATH - SOCKET_SUFFIX,
+            });
+        }
+        let lock_path = paths.lock_file();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open", &lock_path))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            DaemonError::AlreadyRunning {
+                root: paths.root.clone(),
+                lock: lock_path.clone(),
+            }
+        })?;
+        let manager = ContainerManager::new(paths.clone(), launcher)?;
+        let adopting = Arc::clone(&manager);
+        tokio::task::spawn_blocking(move || adopting.adopt_all())
+            .await
+            .map_err(|err| crate::error::AgentError::Internal(err.to_string()))??;
+        std::fs::create_dir_all(&paths.run_dir).map_err(io("create", &paths.run_dir))?;
+        let socket = paths.socket();
+        // We hold the root's lock, so a socket left here is a killed daemon's.
+        match std::fs::remove_file(&socket) {
+            Ok(()) => tracing::info!(socket = %socket.display(), "replaced a stale socket"),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io("remove", &socket)(err)),
+        }
+        let listener = UnixListener::bind(&socket).map_err(io("bind", &socket))?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("chmod", &socket))?;
+        Ok(Self {
+            manager,
+            listener,
+            _lock: lock,
+        })
+    }
+
+    pub fn manager(&self) -> &Arc<ContainerManager> {
+        &self.manager
+    }
+
+    /// Serves the API until `shutdown` completes, then stops accepting and returns (the
+    /// socket file is removed; containers keep running).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
+        let socket = self.manager.paths().socket();
+        let result = axum::serve(self.listener, router(Arc::clone(&self.manager)))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(io("serve on", &socket));
+        let _ = std::fs::remove_file(&socket);
+        result
+    }
+}

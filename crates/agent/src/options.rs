@@ -1,0 +1,223 @@
+//! A [`CreateRequest`] parsed into the runtime's validated types, before anything is made.
+//! Pure: no file is touched here (volume sources are checked in [`crate::create`]).
+
+use berth_client::api::CreateRequest;
+use berth_runtime::{
+    BlkioWeight, ByteSize, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, MemoryLimit, NetworkMode,
+    PidsLimit, RestartPolicy, RunOptions, TmpfsMount, UserSpec, Volume,
+};
+use berth_types::ContainerName;
+
+use crate::error::{AgentError, Result};
+
+/// What a create request asks for, every field validated.
+#[derive(Debug, Clone)]
+pub struct ParsedCreate {
+    pub options: RunOptions,
+    pub restart: RestartPolicy,
+    pub name: Option<ContainerName>,
+}
+
+fn bad(field: &str) -> impl Fn(String) -> AgentError + '_ {
+    move |reason| AgentError::BadRequest(format!("invalid {field}: {reason}"))
+}
+
+fn parse<T: std::str::FromStr>(field: &str, text: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|err: T::Err| bad(field)(err.to_string()))
+}
+
+/// Parses every field of `request` with the CLI's rules; the first invalid one is a 400.
+pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
+    if request.image.is_empty() {
+        return Err(AgentError::BadRequest("Image is required".into()));
+    }
+    let host = &request.host_config;
+    let mut options = RunOptions {
+        cmd: request.cmd.clone(),
+        entrypoint: request.entrypoint.clone(),
+        tty: request.tty,
+        read_only: host.readonly_rootfs,
+        ..RunOptions::default()
+    };
+    options.env = request
+        .env
+        .iter()
+        .map(|e| parse::<EnvVar>("Env", e))
+        .collect::<Result<_>>()?;
+    options.workdir = request
+        .working_dir
+        .as_deref()
+        .map(|w| parse("WorkingDir", w))
+        .transpose()?;
+    options.user = request
+        .user
+        .as_deref()
+        .map(|u| parse::<UserSpec>("User", u))
+        .transpose()?;
+    options.hostname = request
+        .hostname
+        .as_deref()
+        .map(|h| parse::<Hostname>("Hostname", h))
+        .transpose()?;
+    options.memory = host
+        .memory
+        .map(|m| {
+            MemoryLimit::new(ByteSize::from_bytes(m)).map_err(|e| bad("Memory")(e.to_string()))
+        })
+        .transpose()?;
+    options.cpus = host
+        .nano_cpus
+        .map(|n| {
+            parse::<Cpus>(
+                "NanoCpus",
+                &format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000),
+            )
+        })
+        .transpose()?;
+    options.cpu_shares = host
+        .cpu_shares
+        .map(|s| parse::<CpuShares>("CpuShares", &s.to_string()))
+        .transpose()?;
+    options.pids_limit = match host.pids_limit {
+        None | Some(-1) => None,
+        Some(n) => Some(parse::<PidsLimit>("PidsLimit", &n.to_string())?),
+    };
+    options.blkio_weight = host
+        .blkio_weight
+        .map(|w| parse::<BlkioWeight>("BlkioWeight", &w.to_string()))
+        .transpose()?;
+    let rate = |field: &'static str, rate: &berth_client::api::DeviceRate| {
+        DeviceRate::resolve(&format!("{}:{}", rate.path, rate.rate))
+            .map_err(|e| bad(field)(e.to_string()))
+    };
+    options.device_read_bps = host
+        .blkio_device_read_bps
+        .iter()
+        .map(|r| rate("BlkioDeviceReadBps", r))
+        .collect::<Result<_>>()?;
+    options.device_write_bps = host
+        .blkio_device_write_bps
+        .iter()
+        .map(|r| rate("BlkioDeviceWriteBps", r))
+        .collect::<Result<_>>()?;
+    options.tmpfs = host
+        .tmpfs
+        .iter()
+        .map(|t| parse::<TmpfsMount>("Tmpfs", t))
+        .collect::<Result<_>>()?;
+    options.volumes = host
+        .binds
+        .iter()
+        .map(|b| parse::<Volume>("Binds", b))
+        .collect::<Result<_>>()?;
+    options.network = host
+        .network_mode
+        .as_deref()
+        .map(|n| parse::<NetworkMode>("NetworkMode", n))
+        .transpose()?
+        .unwrap_or_default();
+    let restart = host
+        .restart_policy
+        .as_deref()
+        .map(|r| parse::<RestartPolicy>("RestartPolicy", r))
+        .transpose()?
+        .unwrap_or_default();
+    if restart != RestartPolicy::No && request.auto_remove {
+        return Err(AgentError::BadRequest(
+            "conflicting options: a restart policy and AutoRemove (--rm)".into(),
+        ));
+    }
+    let name = request
+        .name
+        .as_deref()
+        .map(|n| parse::<ContainerName>("Name", n))
+        .transpose()?;
+    Ok(ParsedCreate {
+        options,
+        restart,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_client::api::HostConfig;
+
+    use super::*;
+
+    fn request(host_config: HostConfig) -> CreateRequest {
+        CreateRequest {
+            image: "busybox".into(),
+            host_config,
+            ..CreateRequest::default()
+        }
+    }
+
+    #[test]
+    fn limits_become_validated_options() {
+        let parsed = parse_create(&request(HostConfig {
+            memory: Some(64 << 20),
+            nano_cpus: Some(1_500_000_000),
+            pids_limit: Some(-1),
+            restart_policy: Some("on-failure:3".into()),
+            ..HostConfig::default()
+        }))
+        .unwrap();
+        assert_eq!(parsed.options.memory.unwrap().bytes(), 64 << 20);
+        assert_eq!(parsed.options.cpus.unwrap().nano_cpus(), 1_500_000_000);
+        assert_eq!(parsed.options.pids_limit, None);
+        assert_eq!(parsed.restart.to_string(), "on-failure:3");
+    }
+
+    #[test]
+    fn each_bad_field_is_a_bad_request_naming_it() {
+        let cases = [
+            (
+                HostConfig {
+                    memory: Some(1),
+                    ..HostConfig::default()
+                },
+                "Memory",
+            ),
+            (
+                HostConfig {
+                    binds: vec!["relative:/x".into()],
+                    ..HostConfig::default()
+                },
+                "Binds",
+            ),
+            (
+                HostConfig {
+                    restart_policy: Some("sometimes".into()),
+                    ..HostConfig::default()
+                },
+                "RestartPolicy",
+            ),
+            (
+                HostConfig {
+                    network_mode: Some("bridge".into()),
+                    ..HostConfig::default()
+                },
+                "NetworkMode",
+            ),
+        ];
+        for (host, field) in cases {
+            match parse_create(&request(host)) {
+                Err(AgentError::BadRequest(message)) => {
+                    assert!(message.contains(field), "{message}")
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let mut bad_name = request(HostConfig::default());
+        bad_name.name = Some("/-x".into());
+        assert!(matches!(
+            parse_create(&bad_name),
+            Err(AgentError::BadRequest(_))
+        ));
+    }
+}

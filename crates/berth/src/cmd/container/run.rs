@@ -148,3 +148,7 @@ async fn wait_forwarding(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

@@ -220,10 +220,7 @@ impl Client {
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|err| ClientError::InvalidAnswer {
-                request: path.to_owned(),
-                reason: format!("cannot build the request: {err}"),
-            })?;
+            .expect("every part of the request is valid: the path is percent-encoded");
         sender
             .send_request(request)
             .await

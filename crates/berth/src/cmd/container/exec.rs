@@ -101,3 +101,103 @@ fn write_now(out: &mut dyn Write, bytes: &[u8]) -> anyhow::Result<()> {
     out.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use berth_client::Host;
+    use berth_client::frame::Frame;
+    use bytes::Bytes;
+    use clap::Parser;
+    use http_body_util::{BodyExt, Full};
+    use hyper::{Request, StatusCode};
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::cmd::container::block_on;
+    use crate::cmd::container::test_server::{answer, serve};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ExecArgs,
+    }
+
+    /// Runs `berth exec ARGS` against a daemon that upgrades and sends `frames`; returns the
+    /// outcome and the exec request it received.
+    fn exec_against(args: &[&str], frames: Vec<Frame>) -> (anyhow::Result<ExitCode>, ExecRequest) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("berth.sock");
+        let cli = Cli::try_parse_from(std::iter::once("exec").chain(args.iter().copied())).unwrap();
+        let received = Arc::new(Mutex::new(None));
+        let seen = received.clone();
+        let result = block_on(async {
+            serve(&socket, move |request| {
+                let frames = frames.clone();
+                let seen = seen.clone();
+                async move {
+                    assert_eq!(request.uri().path(), "/v1/containers/box/exec");
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    *seen.lock().unwrap() = serde_json::from_slice::<ExecRequest>(&body).ok();
+                    let request = Request::from_parts(parts, Full::new(Bytes::new()));
+                    tokio::spawn(async move {
+                        let mut io = TokioIo::new(hyper::upgrade::on(request).await.unwrap());
+                        for frame in frames {
+                            io.write_all(&frame.encode()).await.unwrap();
+                        }
+                        io.shutdown().await.unwrap();
+                    });
+                    let mut response = answer(StatusCode::SWITCHING_PROTOCOLS, "");
+                    let headers = response.headers_mut();
+                    headers.insert("upgrade", "berth-stream".parse().unwrap());
+                    headers.insert("connection", "Upgrade".parse().unwrap());
+                    response
+                }
+            });
+            exec(&Client::new(Host::unix(&socket)), cli.args).await
+        });
+        let request = received.lock().unwrap().take().expect("an exec request");
+        (result, request)
+    }
+
+    #[test]
+    fn exec_prints_the_output_and_exits_with_the_processs_code() {
+        let frames = vec![
+            Frame::new(StreamId::Stdout, b"out\n".to_vec()),
+            Frame::new(StreamId::Stderr, b"err\n".to_vec()),
+            Frame::new(StreamId::Exit, br#"{"ExitCode":5}"#.to_vec()),
+        ];
+        let (result, request) = exec_against(
+            &[
+                "-e", "A=1", "-w", "/tmp", "-u", "nobody", "box", "sh", "-c", "exit 5",
+            ],
+            frames,
+        );
+        assert_eq!(
+            format!("{:?}", result.unwrap()),
+            format!("{:?}", ExitCode::from(5))
+        );
+        assert_eq!(
+            request,
+            ExecRequest {
+                cmd: vec!["sh".into(), "-c".into(), "exit 5".into()],
+                env: vec!["A=1".into()],
+                working_dir: Some("/tmp".into()),
+                user: Some("nobody".into()),
+                tty: false,
+                attach_stdin: false,
+            }
+        );
+    }
+
+    #[test]
+    fn a_stream_without_an_exit_frame_is_an_error() {
+        let frames = vec![Frame::new(StreamId::Stdout, b"partial".to_vec())];
+        let (result, _) = exec_against(&["box", "true"], frames);
+        let err = result.unwrap_err().to_string();
+        assert_eq!(err, "the exec stream ended without the process's exit code");
+    }
+}

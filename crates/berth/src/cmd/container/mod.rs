@@ -14,6 +14,8 @@ mod ps;
 mod run;
 mod stats;
 mod stdio;
+#[cfg(test)]
+mod test_server;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 //! socket that records each request (the daemon's side is tested in tests/e2e).
 
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,15 +10,12 @@ use berth_client::Host;
 use berth_client::api::CreateRequest;
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Frame;
-use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
 
 use super::*;
+use crate::cmd::container::test_server::{answer, serve};
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -32,64 +30,46 @@ struct Seen {
     created: Option<CreateRequest>,
 }
 
-fn answer(status: StatusCode, body: &str) -> Response<BoxBody<Bytes, Infallible>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())).boxed());
-    *response.status_mut() = status;
-    response
-}
-
 /// A daemon that creates container `abc`, streams two log records, and reports exit code 3
 /// after 100 ms; `start_error` makes start fail with 409 and that message.
-fn serve(listener: UnixListener, seen: Arc<Mutex<Seen>>, start_error: Option<&'static str>) {
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
+fn serve_script(socket: &Path, seen: Arc<Mutex<Seen>>, start_error: Option<&'static str>) {
+    serve(
+        socket,
+        move |request: hyper::Request<hyper::body::Incoming>| {
             let seen = seen.clone();
-            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let seen = seen.clone();
-                async move {
-                    let line = format!("{} {}", request.method(), request.uri());
-                    seen.lock().unwrap().requests.push(line.clone());
-                    let body = request.into_body().collect().await.unwrap().to_bytes();
-                    let response = match line.as_str() {
-                        "POST /v1/containers" => {
-                            seen.lock().unwrap().created = serde_json::from_slice(&body).ok();
-                            answer(StatusCode::CREATED, r#"{"Id":"abc","Name":"quirky_name"}"#)
-                        }
-                        "GET /v1/containers/abc/logs?follow=true" => {
-                            let records = [
-                                r#"{"stream":"stdout","time":"t","log":"out\n"}"#,
-                                r#"{"stream":"stderr","time":"t","log":"err\n"}"#,
-                            ];
-                            let body = chunked_body(records.map(|r| format!("{r}\n")));
-                            Response::new(body.boxed())
-                        }
-                        "POST /v1/containers/abc/start" => match start_error {
-                            Some(message) => answer(
-                                StatusCode::CONFLICT,
-                                &format!(r#"{{"message":"{message}"}}"#),
-                            ),
-                            None => answer(StatusCode::NO_CONTENT, ""),
-                        },
-                        "POST /v1/containers/abc/wait" => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            answer(StatusCode::OK, r#"{"StatusCode":3,"OOMKilled":false}"#)
-                        }
-                        "DELETE /v1/containers/abc?force=true" => {
-                            answer(StatusCode::NO_CONTENT, "")
-                        }
-                        _ => answer(StatusCode::NOT_FOUND, r#"{"message":"unexpected"}"#),
-                    };
-                    Ok::<_, Infallible>(response)
+            async move {
+                let line = format!("{} {}", request.method(), request.uri());
+                seen.lock().unwrap().requests.push(line.clone());
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                match line.as_str() {
+                    "POST /v1/containers" => {
+                        seen.lock().unwrap().created = serde_json::from_slice(&body).ok();
+                        answer(StatusCode::CREATED, r#"{"Id":"abc","Name":"quirky_name"}"#)
+                    }
+                    "GET /v1/containers/abc/logs?follow=true" => {
+                        let records = [
+                            r#"{"stream":"stdout","time":"t","log":"out\n"}"#,
+                            r#"{"stream":"stderr","time":"t","log":"err\n"}"#,
+                        ];
+                        Response::new(chunked_body(records.map(|r| format!("{r}\n"))).boxed())
+                    }
+                    "POST /v1/containers/abc/start" => match start_error {
+                        Some(message) => answer(
+                            StatusCode::CONFLICT,
+                            &format!(r#"{{"message":"{message}"}}"#),
+                        ),
+                        None => answer(StatusCode::NO_CONTENT, ""),
+                    },
+                    "POST /v1/containers/abc/wait" => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        answer(StatusCode::OK, r#"{"StatusCode":3,"OOMKilled":false}"#)
+                    }
+                    "DELETE /v1/containers/abc?force=true" => answer(StatusCode::NO_CONTENT, ""),
+                    _ => answer(StatusCode::NOT_FOUND, r#"{"message":"unexpected"}"#),
                 }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+            }
+        },
+    );
 }
 
 /// Each string as one body chunk, 20 ms apart.
@@ -132,11 +112,7 @@ fn run_against_script(
     let seen = Arc::new(Mutex::new(Seen::default()));
     let client = Client::new(Host::unix(&socket));
     let result = block_on(async {
-        serve(
-            UnixListener::bind(&socket).unwrap(),
-            seen.clone(),
-            start_error,
-        );
+        serve_script(&socket, seen.clone(), start_error);
         if cli.args.detach {
             detached(&client, &cli.args.create).await
         } else {

@@ -1,8 +1,10 @@
 //! `berth run` and `berth create`.
 //!
-//! A foreground `run` is several calls: create; with `-i`, attach and send stdin; follow the
-//! logs from their beginning (so no output is missed, however fast the command is); start;
-//! wait, forwarding SIGINT and SIGTERM to the container; then, with `--rm`, remove it. It
+//! A foreground `run` is several calls: create; follow the logs from their beginning (so no
+//! output is missed, however fast the command is); start; with `-i`, attach and send stdin
+//! (the daemon attaches only to a running container; no input is lost meanwhile, since none
+//! has been read yet); wait, forwarding SIGINT and SIGTERM to the container; then, with
+//! `--rm`, remove it. It
 //! exits with the container's exit code, and with 125 when berth itself failed (docker's
 //! convention). `-d` creates and starts, and prints the full id; `-d --rm` leaves the removal
 //! to the daemon.
@@ -85,16 +87,24 @@ async fn foreground(client: &Client, args: &CreateArgs) -> anyhow::Result<ExitCo
 
 /// Runs the created container `id` with this process's stdio attached to it.
 async fn attached(client: &Client, id: &str, args: &CreateArgs) -> anyhow::Result<ExitCode> {
-    let input = if args.interactive {
-        Some(client.attach(id).await?)
-    } else {
-        None
-    };
     let follow = LogsOptions {
         follow: true,
         ..LogsOptions::default()
     };
     let printer = tokio::spawn(stdio::print_logs(client.logs(id, &follow).await?, false));
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    client.start(id).await?;
+    let input = if args.interactive {
+        match client.attach(id).await {
+            Ok(stream) => Some(stream),
+            // 409: it has already exited, and wants no input any more.
+            Err(err) if err.status() == Some(409) => None,
+            Err(err) => return Err(err.into()),
+        }
+    } else {
+        None
+    };
     let raw = if args.interactive && args.tty {
         RawTerminal::enable()?
     } else {
@@ -111,9 +121,6 @@ async fn attached(client: &Client, id: &str, args: &CreateArgs) -> anyhow::Resul
         // dropped so the daemon never blocks on them.
         tokio::spawn(async move { while let Ok(Some(_)) = reader.next().await {} });
     }
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
-    client.start(id).await?;
     let status = wait_forwarding(client, id, &mut interrupt, &mut terminate).await?;
     let drained = tokio::time::timeout(OUTPUT_DRAIN, printer).await;
     drop(raw);

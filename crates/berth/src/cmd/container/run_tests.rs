@@ -65,6 +65,10 @@ fn serve_script(socket: &Path, seen: Arc<Mutex<Seen>>, start_error: Option<&'sta
                         answer(StatusCode::OK, r#"{"StatusCode":3,"OOMKilled":false}"#)
                     }
                     "DELETE /v1/containers/abc?force=true" => answer(StatusCode::NO_CONTENT, ""),
+                    "POST /v1/containers/abc/attach" => answer(
+                        StatusCode::CONFLICT,
+                        r#"{"message":"container abc is not running"}"#,
+                    ),
                     _ => answer(StatusCode::NOT_FOUND, r#"{"message":"unexpected"}"#),
                 }
             }
@@ -169,4 +173,24 @@ fn a_failed_start_is_the_error_and_rm_still_removes() {
         Some("DELETE /v1/containers/abc?force=true")
     );
     assert!(!seen.requests.iter().any(|r| r.ends_with("/wait")));
+}
+
+#[test]
+fn interactive_run_attaches_once_started_and_goes_on_if_it_already_exited() {
+    let (result, seen) = run_against_script(&["-i", "busybox", "cat"], None);
+    assert_eq!(
+        format!("{:?}", result.unwrap()),
+        format!("{:?}", ExitCode::from(3))
+    );
+    assert_eq!(
+        seen.requests,
+        [
+            "POST /v1/containers",
+            "GET /v1/containers/abc/logs?follow=true",
+            "POST /v1/containers/abc/start",
+            "POST /v1/containers/abc/attach",
+            "POST /v1/containers/abc/wait",
+        ]
+    );
+    assert!(seen.created.unwrap().open_stdin);
 }

@@ -30,10 +30,15 @@ pub struct Daemon {
 impl Daemon {
     /// A new root with busybox imported, and a daemon serving it.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        // Short paths: a supervisor's control.sock is <root>/containers/<64-hex id>/control.sock,
+        // and a unix socket's path must fit in 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("b")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
         let rootfs = dir.path().join("rootfs");
         full_busybox_rootfs(&rootfs);
-        let root = dir.path().join("root");
+        let root = dir.path().join("r");
         ok(berth(&root)
             .args(["image", "import-rootfs"])
             .arg(&rootfs)
@@ -49,7 +54,7 @@ impl Daemon {
     }
 
     pub fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
+        self.dir.path().join("r")
     }
 
     pub fn socket(&self) -> PathBuf {

@@ -1,10 +1,11 @@
 //! `berth run` and `berth create`.
 //!
-//! A foreground `run` is several calls: create; follow the logs from their beginning (so no
-//! output is missed, however fast the command is); start; with `-i`, attach and send stdin
-//! (the daemon attaches only to a running container; no input is lost meanwhile, since none
-//! has been read yet); wait, forwarding SIGINT and SIGTERM to the container; then, with
-//! `--rm`, remove it. It
+//! A foreground `run` is several calls: create; start; follow the logs from their beginning
+//! (they are the container's log file, so a command that has already exited loses no output;
+//! a daemon may end a follow of a container that has not started yet); with `-i`, attach and
+//! send stdin (the daemon attaches only to a running container; no input is lost meanwhile,
+//! since none has been read yet); wait, forwarding SIGINT and SIGTERM to the container; then,
+//! with `--rm`, remove it. It
 //! exits with the container's exit code, and with 125 when berth itself failed (docker's
 //! convention). `-d` creates and starts, and prints the full id; `-d --rm` leaves the removal
 //! to the daemon.
@@ -87,14 +88,14 @@ async fn foreground(client: &Client, args: &CreateArgs) -> anyhow::Result<ExitCo
 
 /// Runs the created container `id` with this process's stdio attached to it.
 async fn attached(client: &Client, id: &str, args: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    client.start(id).await?;
     let follow = LogsOptions {
         follow: true,
         ..LogsOptions::default()
     };
     let printer = tokio::spawn(stdio::print_logs(client.logs(id, &follow).await?, false));
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
-    client.start(id).await?;
     let input = if args.interactive {
         match client.attach(id).await {
             Ok(stream) => Some(stream),

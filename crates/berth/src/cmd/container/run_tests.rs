@@ -128,7 +128,7 @@ fn run_against_script(
 }
 
 #[test]
-fn foreground_run_follows_logs_before_start_then_waits_then_removes() {
+fn foreground_run_starts_then_follows_the_logs_then_waits_then_removes() {
     let (result, seen) = run_against_script(&["--rm", "busybox", "sh"], None);
     assert_eq!(
         format!("{:?}", result.unwrap()),
@@ -138,8 +138,8 @@ fn foreground_run_follows_logs_before_start_then_waits_then_removes() {
         seen.requests,
         [
             "POST /v1/containers",
-            "GET /v1/containers/abc/logs?follow=true",
             "POST /v1/containers/abc/start",
+            "GET /v1/containers/abc/logs?follow=true",
             "POST /v1/containers/abc/wait",
             "DELETE /v1/containers/abc?force=true",
         ]
@@ -186,8 +186,8 @@ fn interactive_run_attaches_once_started_and_goes_on_if_it_already_exited() {
         seen.requests,
         [
             "POST /v1/containers",
-            "GET /v1/containers/abc/logs?follow=true",
             "POST /v1/containers/abc/start",
+            "GET /v1/containers/abc/logs?follow=true",
             "POST /v1/containers/abc/attach",
             "POST /v1/containers/abc/wait",
         ]

@@ -7,8 +7,8 @@
 #
 # Every tool gets isolated temp state: berth a daemon of its own (--root, --run-dir, a store on
 # a free loopback port); runc its own --root; podman its own --root/--runroot, cgroupfs, a file
-# event log, and default ulimits within this machine's hard limits (containers.conf via
-# CONTAINERS_CONF). runc's bundle is `runc spec` (its own namespaces, no tty) running `true`.
+# event log (containers.conf via CONTAINERS_CONF), and --ulimit flags within this machine's
+# hard limits. runc's bundle is `runc spec` (its own namespaces, no tty) running `true`.
 #
 # Environment: BENCH_RUNS (default 20), BERTH_BIN (default target/release/berth),
 # BENCH_TMPDIR (parent of the work dir, default /var/tmp), BENCH_OUT_DIR (keep raw samples and
@@ -29,17 +29,23 @@ for tool in runc podman python3 /usr/bin/busybox; do
 	fi
 done
 
-# Short paths: podman refuses a runroot path over 50 characters.
+# Short paths: podman refuses a runroot path over 50 characters, and berth's control sockets
+# (<root>/containers/<64-hex id>/control.sock) must fit in a unix socket's 108 bytes.
 work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/brun.XXXXXX")"
+broot="$(mktemp -d /tmp/bb.XXXXXX)"
 out="${BENCH_OUT_DIR:-$work/out}"
 mkdir -p "$out"
 daemon_pid=""
 cleanup() {
 	if [[ -n "$daemon_pid" ]]; then
-		"$berth" --host "unix://$work/b/run/berth.sock" ps -aq --no-trunc 2>/dev/null |
-			xargs -r "$berth" --host "unix://$work/b/run/berth.sock" rm -f >/dev/null 2>&1 || true
+		"$berth" --host "unix://$broot/run/berth.sock" ps -aq --no-trunc 2>/dev/null |
+			xargs -r "$berth" --host "unix://$broot/run/berth.sock" rm -f >/dev/null 2>&1 || true
 		kill -9 "$daemon_pid" 2>/dev/null || true
 	fi
+	# Supervisors of this run's containers outlive the daemon by design.
+	for pid in $(pgrep -f "supervise.*$broot" || true); do
+		kill -9 "$pid" 2>/dev/null || true
+	done
 	for c in $(runc --root "$work/runc" list -q 2>/dev/null); do
 		runc --root "$work/runc" delete -f "$c" >/dev/null 2>&1 || true
 	done
@@ -47,7 +53,8 @@ cleanup() {
 	podman --root "$work/p/root" --runroot "$work/p/run" unshare true >/dev/null 2>&1 || true
 	# Whatever is still mounted under the work dir (podman's overlay, berth's rootfs).
 	grep -o " $work/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-	rm -rf "$work"
+	grep -o " $broot/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	rm -rf "$work" "$broot"
 }
 trap cleanup EXIT
 
@@ -75,12 +82,12 @@ json.dump(spec, open(path, "w"), indent=1)
 PY
 
 # podman: isolated storage and configuration; cgroupfs and a file event log (no systemd here);
-# nofile within the hard limit (podman's default asks for more than this machine allows).
-nofile_hard="$(ulimit -Hn)"
-nofile=$((nofile_hard < 1048576 ? nofile_hard : 1048576))
+# nofile and nproc within the hard limits as --ulimit flags (podman's defaults ask for more
+# than this machine allows without CAP_SYS_RESOURCE, and podman 4.3 did not apply
+# containers.conf's default_ulimits for them: every run failed with EPERM on setrlimit).
+# (nproc at the shell's own hard limit was refused too, somewhere down podman's chain.)
+ulimits=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 cat >"$work/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=$nofile:$nofile"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -93,15 +100,15 @@ tar -C "$rootfs" -c . | "${podman_cmd[@]}" import --quiet - "$image" >/dev/null
 
 # berth: a daemon of its own, if this build has one that serves containers.
 berth_note=""
-berth_host="unix://$work/b/run/berth.sock"
+berth_host="unix://$broot/run/berth.sock"
 if [[ ! -x "$berth" ]]; then
 	berth_note="$berth not found (build it: cargo build --release --bin berth)"
 elif ! "$berth" daemon --help 2>/dev/null | grep -q -- '--run-dir'; then
 	berth_note="this berth's daemon does not serve containers yet (no --run-dir)"
 else
-	"$berth" --root "$work/b" image import-rootfs "$rootfs" --name "$image" >/dev/null
+	"$berth" --root "$broot" image import-rootfs "$rootfs" --name "$image" >/dev/null
 	port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-	"$berth" --root "$work/b" daemon --run-dir "$work/b/run" \
+	"$berth" --root "$broot" daemon --run-dir "$broot/run" \
 		--store-listen "http://127.0.0.1:$port" >"$out/daemon.log" 2>&1 &
 	daemon_pid=$!
 	for _ in $(seq 1 300); do
@@ -121,17 +128,21 @@ if [[ -z "$berth_note" ]]; then
 	tools=(berth runc podman)
 fi
 
-# once TOOL RUN: one container from start to exit; prints the wall time in microseconds.
+# once TOOL RUN: one container from start to exit; prints the wall time in microseconds, or
+# fails as the tool did.
 once() {
-	local tool="$1" run="$2" start end
+	local tool="$1" run="$2" start end status=0
 	local log="$out/$tool-$run.log"
 	start="$EPOCHREALTIME"
 	case "$tool" in
-	berth) "$berth" --host "$berth_host" run --rm --network none "$image" true >"$log" 2>&1 ;;
-	runc) runc --root "$work/runc" run -b "$work/bundle" "bench-$run" </dev/null >"$log" 2>&1 ;;
-	podman) "${podman_cmd[@]}" run --rm --network none "$image" true >"$log" 2>&1 ;;
+	berth) "$berth" --host "$berth_host" run --rm --network none "$image" true >"$log" 2>&1 || status=$? ;;
+	runc) runc --root "$work/runc" run -b "$work/bundle" "bench-$run" </dev/null >"$log" 2>&1 || status=$? ;;
+	podman) "${podman_cmd[@]}" run --rm --network none "${ulimits[@]}" "$image" true >"$log" 2>&1 || status=$? ;;
 	esac
 	end="$EPOCHREALTIME"
+	if ((status != 0)); then
+		return "$status"
+	fi
 	echo $((${end/./} - ${start/./}))
 }
 
@@ -167,7 +178,7 @@ if [[ -n "$daemon_pid" ]]; then
 	daemon_rss="$(vmrss "$daemon_pid")"
 	"$berth" --host "$berth_host" run -d --network none "$image" sleep 1000 >/dev/null
 	sleep 1
-	for pid in $(pgrep -f "supervise.*$work/b" || true); do
+	for pid in $(pgrep -f "supervise.*$broot" || true); do
 		supervisor_rss="$supervisor_rss $(vmrss "$pid")"
 	done
 fi

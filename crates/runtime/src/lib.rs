@@ -27,8 +27,8 @@
 //!   records exits in `state.json`, applies the restart policy and answers a control socket,
 //!   and outlives whoever spawned it.
 //!
-//! Not here yet (issue #3): terminals, stdin and attach under the supervisor, a terminal for
-//! exec, the v2 device cgroup (`CAP_MKNOD` is withheld on v2 until then), and
+//! Not here yet (issue #3): a terminal for exec, the v2 device cgroup (`CAP_MKNOD` is
+//! withheld on v2 until then), and
 //! `/etc/hosts`/`resolv.conf` (with networking, #5).
 
 mod bundle;

@@ -138,6 +138,11 @@ impl StateDir {
         self.path.join("control.sock")
     }
 
+    /// Where `-i` clients send the container's stdin ([`SupervisorConfig::stdin`]).
+    pub fn attach_socket(&self) -> PathBuf {
+        self.path.join("attach.sock")
+    }
+
     /// Where a container with a terminal sends its pty master during `create`.
     pub fn console_socket(&self) -> PathBuf {
         self.path.join("console.sock")

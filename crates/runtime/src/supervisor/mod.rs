@@ -14,11 +14,13 @@
 //! What it guarantees: the container and its logging survive the death of whoever spawned
 //! the supervisor (even SIGKILL of its process group); the exit record is on disk before the
 //! container is deleted. A container with a terminal (`-t`) has its pty master logged as
-//! `stdout`. What it does not do yet (#3): stdin (`-i`), attach, exec through the control
-//! socket, and a per-container stop signal.
+//! `stdout`. With [`SupervisorConfig::stdin`] (`-i`) the container's stdin is fed from
+//! `attach.sock`. What it does not do yet: exec through the control socket, and a
+//! per-container stop signal.
 
 mod config;
 mod control;
+mod input;
 mod log;
 mod output;
 mod process;

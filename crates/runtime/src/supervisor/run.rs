@@ -17,6 +17,7 @@ use oci_spec::runtime::Spec;
 use super::SupervisorError;
 use super::config::{StateDir, SupervisorConfig};
 use super::control::{MAX_REQUEST, Request, Response, parse_signal};
+use super::input::{Input, Watch};
 use super::log::JsonLog;
 use super::output::{Output, Pumped, READ_BUFFER, Wiring, now_rfc3339, pump};
 use super::process::{pidfd_open, stop_signal_pipe};
@@ -56,6 +57,8 @@ pub(crate) struct Supervisor {
     buffer: Vec<u8>,
     /// The bundle asks for a terminal (`process.terminal`).
     terminal: bool,
+    /// `attach.sock` and the container's stdin, with `-i`.
+    input: Option<Input>,
 }
 
 /// Sends one answer line, never raising SIGPIPE (the client may be gone).
@@ -113,6 +116,11 @@ impl Supervisor {
             .and_then(|process| process.terminal())
             .unwrap_or(false);
         let stop_signals = stop_signal_pipe().map_err(|err| io("handle SIGTERM")(err.into()))?;
+        let input = if config.stdin {
+            Some(Input::bind(&dir.attach_socket(), terminal).map_err(io("listen on attach.sock"))?)
+        } else {
+            None
+        };
         let mut supervisor = Self {
             dir: dir.clone(),
             config,
@@ -140,6 +148,7 @@ impl Supervisor {
             waiters: Vec::new(),
             buffer: vec![0; READ_BUFFER],
             terminal,
+            input,
         };
         if let Err(err) = supervisor.start_run() {
             supervisor.fail(&err);
@@ -159,8 +168,17 @@ impl Supervisor {
                 reason,
             }
         };
-        let (wiring, stdio) = Wiring::prepare(self.terminal, &self.dir.console_socket())
+        let (wiring, mut stdio) = Wiring::prepare(self.terminal, &self.dir.console_socket())
             .map_err(|err| io("wire the container's output")(err.to_string()))?;
+        if let Some(input) = &mut self.input
+            && !self.terminal
+        {
+            stdio.stdin = Some(
+                input
+                    .pipe_for_run()
+                    .map_err(|err| io("wire the container's stdin")(err.to_string()))?,
+            );
+        }
         let id = self.config.id.clone();
         let pid = self.driver.create(&id, &self.config.bundle, stdio)?;
         let started = wiring
@@ -175,9 +193,19 @@ impl Supervisor {
             Ok(watched) => watched,
             Err(err) => {
                 let _ = self.driver.delete(&id);
+                if let Some(input) = &mut self.input {
+                    input.end_run();
+                }
                 return Err(err);
             }
         };
+        if let Some(input) = &mut self.input
+            && self.terminal
+            && let Some(master) = &outputs[0]
+            && let Err(err) = input.terminal_for_run(master.fd())
+        {
+            eprintln!("berth supervise: the terminal takes no input: {err}");
+        }
         self.run = Some(Run {
             pidfd,
             outputs,
@@ -239,19 +267,28 @@ impl Supervisor {
             })
         };
         let timeout = self.poll_timeout();
-        let (client, stop_signal, exited, outputs) = {
+        let (client, stop_signal, exited, outputs, inputs) = {
             let mut fds = vec![
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.stop_signals.as_fd(), PollFlags::POLLIN),
             ];
+            let mut pidfd_at = None;
             let mut slots = Vec::with_capacity(2);
             if let Some(run) = &self.run {
+                pidfd_at = Some(fds.len());
                 fds.push(PollFd::new(run.pidfd.as_fd(), PollFlags::POLLIN));
                 for (slot, output) in run.outputs.iter().enumerate() {
                     if let Some(output) = output {
+                        slots.push((slot, fds.len()));
                         fds.push(PollFd::new(output.fd(), PollFlags::POLLIN));
-                        slots.push(slot);
                     }
+                }
+            }
+            let mut watches = Vec::new();
+            if let Some(input) = &self.input {
+                for (watch, fd, flags) in input.watches() {
+                    watches.push((watch, fds.len()));
+                    fds.push(PollFd::new(fd, flags));
                 }
             }
             if let Err(err) = poll(&mut fds, timeout)
@@ -259,19 +296,35 @@ impl Supervisor {
             {
                 eprintln!("berth supervise: poll: {err}");
             }
+            let writable = |fd: &PollFd| {
+                fd.revents().is_some_and(|r| {
+                    r.intersects(PollFlags::POLLOUT | PollFlags::POLLHUP | PollFlags::POLLERR)
+                })
+            };
             let outputs: Vec<usize> = slots
                 .iter()
-                .zip(fds.iter().skip(3))
-                .filter(|(_, fd)| ready(fd))
+                .filter(|(_, at)| ready(&fds[*at]))
                 .map(|(slot, _)| *slot)
+                .collect();
+            let inputs: Vec<Watch> = watches
+                .iter()
+                .filter(|(watch, at)| match watch {
+                    Watch::Target => writable(&fds[*at]),
+                    _ => ready(&fds[*at]),
+                })
+                .map(|(watch, _)| *watch)
                 .collect();
             (
                 ready(&fds[0]),
                 ready(&fds[1]),
-                fds.get(2).is_some_and(ready),
+                pidfd_at.is_some_and(|at| ready(&fds[at])),
                 outputs,
+                inputs,
             )
         };
+        if let Some(input) = &mut self.input {
+            input.handle_all(inputs, &mut self.buffer);
+        }
         for slot in outputs {
             self.pump_output(slot);
         }
@@ -315,6 +368,9 @@ impl Supervisor {
         let Some(mut run) = self.run.take() else {
             return;
         };
+        if let Some(input) = &mut self.input {
+            input.end_run();
+        }
         // What the init wrote before it exited is in the pipes now; one pump reads more than a
         // pipe holds, and is bounded while other processes of the container still write.
         for output in run.outputs.iter_mut().flatten() {
@@ -442,6 +498,9 @@ impl Supervisor {
             answer(&waiter, &Response::State(self.state.clone()));
         }
         let _ = std::fs::remove_file(self.dir.control_socket());
+        if self.input.take().is_some() {
+            let _ = std::fs::remove_file(self.dir.attach_socket());
+        }
         let _ = std::fs::remove_file(self.dir.pid_file());
     }
 }

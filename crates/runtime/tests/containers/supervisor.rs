@@ -5,7 +5,7 @@
 //! The supervisor runs from this test binary (`supervisor_helper`), as it runs from `berth
 //! supervise` in production: both call `berth_runtime::supervisor::supervise`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,6 +61,24 @@ impl Supervised {
         .write(&dir)
         .expect("config");
         Self { sandbox, dir }
+    }
+
+    /// Turns on `-i`: the container's stdin comes from `attach.sock`.
+    fn with_stdin(self) -> Self {
+        let mut config = SupervisorConfig::load(&self.dir).expect("config");
+        config.stdin = true;
+        config.write(&self.dir).expect("config");
+        self
+    }
+
+    /// Connects to `attach.sock`, sends `input`, then ends the input.
+    fn send_stdin(&self, input: &[u8]) {
+        let mut client =
+            std::os::unix::net::UnixStream::connect(self.dir.attach_socket()).expect("attach");
+        client.write_all(input).expect("stdin");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("end of input");
     }
 
     fn start(cmd: &[&str]) -> Self {
@@ -461,5 +479,91 @@ fn an_exited_container_starts_again_under_a_new_supervisor_and_keeps_its_log() {
     assert_ne!(first.supervisor_pid, second.supervisor_pid);
     assert_eq!(second.exit_code, Some(0));
     assert_eq!(supervised.logged("stdout"), ["run\n", "run\n"]);
+    supervised.assert_nothing_left();
+}
+
+#[test]
+fn stdin_from_attach_sock_reaches_the_container_and_its_end_closes_stdin() {
+    let supervised = Supervised::prepare(
+        options(),
+        &[
+            "sh",
+            "-c",
+            "while read line; do echo \"got $line\"; done; echo eof",
+        ],
+        RestartPolicy::No,
+        LogLimits::default(),
+    )
+    .with_stdin();
+    supervised.spawn();
+    // 200 KiB: more than a pipe holds, so the supervisor has to wait for the container.
+    let lines: String = (0..20_000).map(|n| format!("{n:09}\n")).collect();
+    supervised.send_stdin(lines.as_bytes());
+    let state = supervised.wait_until_done();
+    assert_eq!(state.exit_code, Some(0), "{state:?}");
+    let logged = supervised.logged("stdout");
+    assert_eq!(logged.len(), 20_001);
+    assert_eq!(logged[0], "got 000000000\n");
+    assert_eq!(logged[19_999], "got 000019999\n");
+    assert_eq!(logged[20_000], "eof\n");
+    assert!(!supervised.dir.attach_socket().exists());
+    supervised.assert_nothing_left();
+}
+
+#[test]
+fn a_container_without_stdin_reads_end_of_input_at_once() {
+    let supervised = Supervised::start(&["sh", "-c", "cat; echo done"]);
+    let state = supervised.wait_until_done();
+    assert_eq!(state.exit_code, Some(0));
+    assert_eq!(supervised.logged("stdout"), ["done\n"]);
+    assert!(!supervised.dir.attach_socket().exists());
+}
+
+#[test]
+fn stdin_reaches_a_container_with_a_terminal_through_its_terminal() {
+    let with_tty = RunOptions {
+        tty: true,
+        ..options()
+    };
+    let supervised = Supervised::prepare(
+        with_tty,
+        &["sh", "-c", "read line; echo \"got $line\""],
+        RestartPolicy::No,
+        LogLimits::default(),
+    )
+    .with_stdin();
+    supervised.spawn();
+    supervised.send_stdin(b"hello\n");
+    let state = supervised.wait_until_done();
+    assert_eq!(state.exit_code, Some(0), "{state:?}");
+    // The terminal echoes the input, then the shell answers.
+    assert_eq!(supervised.logged("stdout"), ["hello\r\n", "got hello\r\n"]);
+    supervised.assert_nothing_left();
+}
+
+#[test]
+fn a_container_that_closes_its_stdin_does_not_take_the_supervisor_down() {
+    let supervised = Supervised::prepare(
+        options(),
+        &[
+            "sh",
+            "-c",
+            "head -c 1 >/dev/null; exec 0<&-; sleep 0.3; echo alive",
+        ],
+        RestartPolicy::No,
+        LogLimits::default(),
+    )
+    .with_stdin();
+    supervised.spawn();
+    let socket = supervised.dir.attach_socket();
+    // Far more than the container reads; the writer stops when the supervisor hangs up.
+    let writer = std::thread::spawn(move || {
+        let mut client = std::os::unix::net::UnixStream::connect(socket).expect("attach");
+        let _ = client.write_all(&vec![b'x'; 4 << 20]);
+    });
+    let state = supervised.wait_until_done();
+    assert_eq!(state.exit_code, Some(0), "{state:?}");
+    assert_eq!(supervised.logged("stdout"), ["alive\n"]);
+    writer.join().expect("writer");
     supervised.assert_nothing_left();
 }

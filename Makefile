@@ -7,9 +7,9 @@ BERTH_ROOT ?= /var/lib/berth
 TEST_PACKAGES := busybox-static skopeo umoci docker-registry podman runc etcd-server etcd-client \
 	libseccomp-dev pkg-config protobuf-compiler containernetworking-plugins iproute2 iptables
 RUN_PACKAGES := libseccomp-dev pkg-config protobuf-compiler
-# Debian packages the benchmarks in bench/ run as peers (podman, etcd) or use to build fixtures
+# Debian packages the benchmarks in bench/ run as peers (podman, runc, etcd) or use to build fixtures
 # and measure (skopeo, time, a loop ext4, strace for bench/image/phases.sh).
-BENCH_PACKAGES := busybox-static skopeo podman time python3 e2fsprogs util-linux strace etcd-server etcd-client
+BENCH_PACKAGES := busybox-static skopeo podman runc time python3 e2fsprogs util-linux strace etcd-server etcd-client
 
 .PHONY: run test deps-run deps-test deps-bench build lint unit bench
 

@@ -6,6 +6,7 @@ mod cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_client::Host;
 use clap::{Parser, Subcommand};
 
 /// berth: a minimal container OS userland.
@@ -20,6 +21,17 @@ struct Cli {
         default_value = "/var/lib/berth"
     )]
     root: PathBuf,
+
+    /// The daemon's socket, for the container commands: unix:///PATH or an absolute path
+    /// [default: unix:///run/berth/berth.sock].
+    #[arg(
+        short = 'H',
+        long,
+        global = true,
+        env = "BERTH_HOST",
+        value_name = "HOST"
+    )]
+    host: Option<Host>,
 
     /// Log filter, as RUST_LOG (e.g. `info`, `berth_image=debug`).
     #[arg(long, global = true, env = "BERTH_LOG", default_value = "warn")]
@@ -38,6 +50,8 @@ enum Command {
     Store(cmd::store::StoreArgs),
     /// Run the host daemon: the container API on <run-dir>/berth.sock and the embedded store.
     Daemon(cmd::daemon::DaemonArgs),
+    #[command(flatten)]
+    Container(cmd::container::ContainerCommand),
     /// Supervise one container (run by the daemon).
     #[command(hide = true)]
     Supervise(cmd::supervise::SuperviseArgs),
@@ -50,6 +64,8 @@ enum Command {
 #[derive(Debug)]
 pub struct Globals {
     pub root: PathBuf,
+    /// The daemon the container commands talk to.
+    pub host: Host,
 }
 
 fn main() -> ExitCode {
@@ -64,11 +80,15 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let globals = Globals { root: cli.root };
+    let globals = Globals {
+        root: cli.root,
+        host: cli.host.unwrap_or_default(),
+    };
     let result = match cli.command {
         Command::Image(command) => cmd::image::run(&globals, command),
         Command::Store(args) => cmd::store::run(&globals, args),
         Command::Daemon(args) => cmd::daemon::run(&globals, args),
+        Command::Container(command) => cmd::container::run(&globals, command),
         Command::Supervise(args) => cmd::supervise::run(&args),
         Command::ExecShim(args) => Ok(cmd::exec_shim::run(&args)),
     };
@@ -83,7 +103,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line, skipping a cause whose text an outer message
 /// already includes (library errors often show their source in their own message).
-fn render(err: &anyhow::Error) -> String {
+pub(crate) fn render(err: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

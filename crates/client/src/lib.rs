@@ -5,9 +5,16 @@
 //!   so the two cannot drift apart silently.
 //! - [`frame`]: the framing of the bidirectional streams that `exec` and `attach` switch to
 //!   after an HTTP upgrade.
+//! - [`Client`]: a typed async call per endpoint, over the daemon's unix socket.
 
 pub mod api;
+mod client;
 pub mod frame;
+
+pub use client::{
+    Changed, Client, ClientError, FrameReader, FrameStream, FrameWriter, Host, HostError,
+    LogsOptions, MAX_LINE, NdjsonStream,
+};
 
 /// The API's version prefix: every path starts with it.
 pub const API_PREFIX: &str = "/v1";

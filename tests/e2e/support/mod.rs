@@ -1,5 +1,6 @@
 //! Shared helpers of the end-to-end tests: running berth, building fixtures.
 
+pub mod daemon;
 pub mod etcdctl;
 pub mod fixtures;
 pub mod oci;

@@ -1,5 +1,6 @@
 //! One module per subcommand: each parses its arguments into calls on a library crate.
 
+pub mod container;
 pub mod daemon;
 pub mod exec_shim;
 pub mod image;

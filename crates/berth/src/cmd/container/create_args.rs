@@ -1,0 +1,394 @@
+//! The flags `berth run` and `berth create` share, parsed into berth-runtime's validated
+//! types, and their conversion into the API's [`CreateRequest`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use berth_client::api::{CreateRequest, DeviceRate as ApiDeviceRate, HostConfig};
+use berth_runtime::{
+    BlkioWeight, ContainerPath, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, LimitError,
+    MemoryLimit, NetworkMode, PidsLimit, RestartPolicy, TmpfsMount, UserSpec, Volume,
+};
+use berth_types::ContainerName;
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<ContainerName>,
+    /// Keep the container's STDIN open (`run` passes this terminal's input to it).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Set an environment variable: NAME=VALUE, or NAME to pass this shell's value.
+    #[arg(short, long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (NAME=VALUE lines; # comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<ContainerPath>,
+    /// User to run as: USER[:GROUP], names or numbers.
+    #[arg(short, long, value_name = "USER[:GROUP]", value_parser = parse_user)]
+    pub user: Option<String>,
+    /// The container's hostname.
+    #[arg(long)]
+    pub hostname: Option<Hostname>,
+    /// Overwrite the image's entrypoint ("" clears it).
+    #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// Memory limit (e.g. 32m, 1.5g).
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<MemoryLimit>,
+    /// Number of CPUs (e.g. 0.5).
+    #[arg(long, value_name = "DECIMAL")]
+    pub cpus: Option<Cpus>,
+    /// CPU shares (relative weight, 2-262144).
+    #[arg(short = 'c', long, value_name = "SHARES")]
+    pub cpu_shares: Option<CpuShares>,
+    /// Maximum number of processes (-1 or 0: unlimited).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_pids_limit)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight (10-1000).
+    #[arg(long, value_name = "WEIGHT")]
+    pub blkio_weight: Option<BlkioWeight>,
+    /// Limit read rate from a device: DEVICE_PATH:RATE (e.g. /dev/sda:1mb).
+    #[arg(long, value_name = "DEVICE:RATE", value_parser = DeviceRate::resolve)]
+    pub device_read_bps: Vec<DeviceRate>,
+    /// Limit write rate to a device: DEVICE_PATH:RATE.
+    #[arg(long, value_name = "DEVICE:RATE", value_parser = DeviceRate::resolve)]
+    pub device_write_bps: Vec<DeviceRate>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount a tmpfs: PATH[:OPTIONS].
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Bind-mount a host path: HOST_PATH:CONTAINER_PATH[:ro].
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volume: Vec<Volume>,
+    /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<RestartPolicy>,
+    /// Network: none (a namespace with only loopback) or host.
+    #[arg(long, visible_alias = "net", value_name = "MODE")]
+    pub network: Option<NetworkMode>,
+    /// The image: a name, an id or a unique id prefix.
+    pub image: String,
+    /// The command and its arguments, instead of the image's.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+pub(super) fn parse_user(s: &str) -> Result<String, berth_runtime::UserError> {
+    s.parse::<UserSpec>().map(|_| s.to_owned())
+}
+
+/// docker's `--pids-limit`: a positive limit, or -1/0 for none.
+fn parse_pids_limit(s: &str) -> Result<i64, LimitError> {
+    match s {
+        "-1" | "0" => Ok(-1),
+        _ => s.parse::<PidsLimit>().map(PidsLimit::get),
+    }
+}
+
+impl CreateArgs {
+    /// The API request, with the environment files read; `auto_remove` is the daemon's
+    /// `--rm` (detached runs and `create`), which a foreground `run` does itself instead.
+    pub fn to_request(&self, auto_remove: bool) -> anyhow::Result<CreateRequest> {
+        let restart = self.restart.unwrap_or_default();
+        if self.rm && restart != RestartPolicy::No {
+            anyhow::bail!("conflicting options: --restart and --rm");
+        }
+        let env = environment(&self.env_file, &self.env, |name| std::env::var(name).ok())?;
+        let host_config = HostConfig {
+            memory: self.memory.map(MemoryLimit::bytes),
+            nano_cpus: self.cpus.map(Cpus::nano_cpus),
+            cpu_shares: self.cpu_shares.map(CpuShares::get),
+            pids_limit: self.pids_limit,
+            blkio_weight: self.blkio_weight.map(BlkioWeight::get),
+            blkio_device_read_bps: device_rates(&self.device_read_bps),
+            blkio_device_write_bps: device_rates(&self.device_write_bps),
+            readonly_rootfs: self.read_only,
+            tmpfs: self
+                .tmpfs
+                .iter()
+                .map(|t| format!("{}:{}", t.container(), t.options().join(",")))
+                .collect(),
+            binds: self.volume.iter().map(bind).collect(),
+            restart_policy: self.restart.map(|r| r.to_string()),
+            network_mode: self.network.map(|mode| {
+                match mode {
+                    NetworkMode::None => "none",
+                    NetworkMode::Host => "host",
+                }
+                .to_owned()
+            }),
+        };
+        Ok(CreateRequest {
+            image: self.image.clone(),
+            name: self.name.as_ref().map(ToString::to_string),
+            cmd: self.command.clone(),
+            entrypoint: self.entrypoint.as_ref().map(|e| {
+                if e.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![e.clone()]
+                }
+            }),
+            env,
+            working_dir: self.workdir.as_ref().map(ToString::to_string),
+            user: self.user.clone(),
+            hostname: self.hostname.as_ref().map(|h| h.as_str().to_owned()),
+            tty: self.tty,
+            open_stdin: self.interactive,
+            auto_remove: auto_remove && self.rm,
+            host_config,
+        })
+    }
+}
+
+fn device_rates(rates: &[DeviceRate]) -> Vec<ApiDeviceRate> {
+    rates
+        .iter()
+        .map(|r| ApiDeviceRate {
+            path: r.path().display().to_string(),
+            rate: r.rate().bytes(),
+        })
+        .collect()
+}
+
+fn bind(volume: &Volume) -> String {
+    let mode = if volume.read_only() { ":ro" } else { "" };
+    format!("{}:{}{mode}", volume.host().display(), volume.container())
+}
+
+/// docker's order: the files' entries, then `-e`'s; `NAME` alone takes this process's value
+/// and is left out when it has none.
+pub(super) fn environment(
+    files: &[PathBuf],
+    flags: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut entries = Vec::new();
+    for file in files {
+        entries.extend(read_env_file(file)?);
+    }
+    entries.extend(flags.iter().cloned());
+    let mut env = Vec::new();
+    for entry in entries {
+        let entry = if entry.contains('=') {
+            entry
+        } else {
+            match lookup(&entry) {
+                Some(value) => format!("{entry}={value}"),
+                None => continue,
+            }
+        };
+        let var: EnvVar = entry.parse()?;
+        env.push(var.to_string());
+    }
+    Ok(env)
+}
+
+/// The entries of a docker env file: one per line, blank lines and `#` comments skipped,
+/// values taken verbatim.
+fn read_env_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the env file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.trim_start())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CreateArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<CreateArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("create").chain(args.iter().copied()))
+            .map(|cli| cli.args)
+    }
+
+    #[test]
+    fn flags_become_the_api_request() {
+        let args = parse(&[
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "-w",
+            "/srv",
+            "-u",
+            "1000:1000",
+            "--hostname",
+            "box",
+            "--memory",
+            "32m",
+            "--cpus",
+            "0.5",
+            "-c",
+            "512",
+            "--pids-limit",
+            "64",
+            "--blkio-weight",
+            "300",
+            "--read-only",
+            "--tmpfs",
+            "/run:size=1m",
+            "-v",
+            "/tmp:/data:ro",
+            "--restart",
+            "on-failure:3",
+            "--network",
+            "host",
+            "-i",
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi",
+        ])
+        .unwrap();
+        let request = args.to_request(true).unwrap();
+        assert_eq!(request.image, "busybox");
+        assert_eq!(request.name.as_deref(), Some("web"));
+        assert_eq!(request.cmd, ["sh", "-c", "echo hi"]);
+        assert_eq!(request.env, ["A=1"]);
+        assert_eq!(request.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(request.user.as_deref(), Some("1000:1000"));
+        assert_eq!(request.hostname.as_deref(), Some("box"));
+        assert!(request.tty && request.open_stdin && !request.auto_remove);
+        let host = &request.host_config;
+        assert_eq!(host.memory, Some(32 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(host.blkio_weight, Some(300));
+        assert!(host.readonly_rootfs);
+        assert_eq!(host.tmpfs, ["/run:noexec,nosuid,nodev,size=1m"]);
+        assert_eq!(host.binds, ["/tmp:/data:ro"]);
+        assert_eq!(host.restart_policy.as_deref(), Some("on-failure:3"));
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn nothing_given_means_the_images_defaults() {
+        let request = parse(&["busybox"]).unwrap().to_request(false).unwrap();
+        assert_eq!(
+            request,
+            CreateRequest {
+                image: "busybox".into(),
+                ..CreateRequest::default()
+            }
+        );
+    }
+
+    #[test]
+    fn flags_after_the_image_belong_to_the_command() {
+        let args = parse(&["busybox", "ls", "-l", "--memory", "x"]).unwrap();
+        assert_eq!(args.command, ["ls", "-l", "--memory", "x"]);
+        assert_eq!(args.memory, None);
+    }
+
+    #[test]
+    fn invalid_values_fail_naming_the_flag() {
+        for (flag, value) in [
+            ("--memory", "12zz"),
+            ("--memory", "1m"),
+            ("--cpus", "half"),
+            ("--pids-limit", "-5"),
+            ("--blkio-weight", "5"),
+            ("--restart", "sometimes"),
+            ("--network", "bridge"),
+            ("--name", "/bad"),
+            ("--volume", "relative:/data"),
+            ("--tmpfs", "/run:bogus"),
+            ("--device-read-bps", "/dev/null:1mb"),
+            ("--user", "a:b:c"),
+            ("--hostname", "under_score"),
+        ] {
+            let err = parse(&[flag, value, "busybox"]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("invalid value '{value}' for '{flag}")),
+                "{flag} {value}: {err}"
+            );
+        }
+        let err = parse(&["--memory", "12zz", "busybox"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid size \"12zz\""), "{err}");
+    }
+
+    #[test]
+    fn rm_conflicts_with_a_restart_policy_as_in_docker() {
+        let err = parse(&["--rm", "--restart", "always", "busybox"])
+            .unwrap()
+            .to_request(false)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "conflicting options: --restart and --rm");
+        let ok = parse(&["--rm", "--restart", "no", "busybox"]).unwrap();
+        assert!(ok.to_request(true).unwrap().auto_remove);
+    }
+
+    #[test]
+    fn pids_limit_minus_one_or_zero_is_unlimited() {
+        for value in ["-1", "0"] {
+            let args = parse(&["--pids-limit", value, "busybox"]).unwrap();
+            assert_eq!(args.pids_limit, Some(-1));
+        }
+    }
+
+    #[test]
+    fn entrypoint_empty_clears_it() {
+        let args = parse(&["--entrypoint", "", "busybox"]).unwrap();
+        assert_eq!(args.to_request(false).unwrap().entrypoint, Some(vec![]));
+        let args = parse(&["--entrypoint", "/bin/sh", "busybox"]).unwrap();
+        assert_eq!(
+            args.to_request(false).unwrap().entrypoint,
+            Some(vec!["/bin/sh".to_owned()])
+        );
+    }
+
+    #[test]
+    fn env_files_come_first_and_bare_names_take_this_shells_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(&file, "# comment\n\nA=from file\n  B=2\nHOME\nUNSET\n").unwrap();
+        let lookup = |name: &str| (name == "HOME").then(|| "/root".to_owned());
+        let env = environment(
+            std::slice::from_ref(&file),
+            &["A=flag".to_owned(), "C=x=y".to_owned()],
+            lookup,
+        )
+        .unwrap();
+        assert_eq!(env, ["A=from file", "B=2", "HOME=/root", "A=flag", "C=x=y"]);
+
+        let err = environment(&[dir.path().join("missing")], &[], lookup).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        let err = environment(&[], &["=x".to_owned()], lookup).unwrap_err();
+        assert!(err.to_string().contains("expected NAME=VALUE"), "{err}");
+    }
+}

@@ -216,6 +216,10 @@ pub async fn record_watch(
             quiet_since = Instant::now();
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
+                if kv.mod_revision() > until.load(Ordering::SeqCst) {
+                    // Past the end the caller asked for, in the same response as earlier events.
+                    continue;
+                }
                 let kind = match event.event_type() {
                     EventType::Put => EventKind::Put,
                     EventType::Delete => EventKind::Delete,

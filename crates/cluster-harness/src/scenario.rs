@@ -89,8 +89,8 @@ pub enum ScenarioError {
     Hosts(HostsError),
     NotReady(String),
     NotLinearizable(Verdict),
-    LostWrite(Operation),
-    Watch(watchcheck::WatchViolation),
+    LostWrite(Box<Operation>),
+    Watch(Box<watchcheck::WatchViolation>),
     Hashes(Vec<Result<u32, String>>),
 }
 
@@ -304,7 +304,7 @@ fn check_acknowledged(ops: &[Operation], history: &[Event]) -> Result<(), Scenar
                 && e.value.as_ref() == Some(value)
         });
         if !found {
-            return Err(ScenarioError::LostWrite(op.clone()));
+            return Err(ScenarioError::LostWrite(Box::new(op.clone())));
         }
     }
     Ok(())

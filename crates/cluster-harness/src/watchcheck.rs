@@ -68,47 +68,47 @@ pub fn check(
     start: i64,
     received: &[Event],
     complete: bool,
-) -> Result<(), WatchViolation> {
+) -> Result<(), Box<WatchViolation>> {
     for (position, pair) in history.windows(2).enumerate() {
         if pair[1].revision < pair[0].revision {
-            return Err(WatchViolation::HistoryOutOfOrder {
+            return Err(Box::new(WatchViolation::HistoryOutOfOrder {
                 position: position + 1,
                 event: pair[1].clone(),
-            });
+            }));
         }
     }
     let expected: Vec<&Event> = history.iter().filter(|e| e.revision >= start).collect();
     for (position, event) in received.iter().enumerate() {
         if received[..position].contains(event) {
-            return Err(WatchViolation::Duplicate {
+            return Err(Box::new(WatchViolation::Duplicate {
                 position,
                 event: event.clone(),
-            });
+            }));
         }
         match expected.get(position) {
             Some(want) if *want == event => {}
             Some(want) if event.revision > want.revision && expected.contains(&event) => {
-                return Err(WatchViolation::Gap {
+                return Err(Box::new(WatchViolation::Gap {
                     position,
                     missing: (*want).clone(),
                     received: event.clone(),
-                });
+                }));
             }
             want => {
-                return Err(WatchViolation::Mismatch {
+                return Err(Box::new(WatchViolation::Mismatch {
                     position,
                     expected: want.map(|e| (*e).clone()),
                     received: event.clone(),
-                });
+                }));
             }
         }
     }
     if complete && received.len() < expected.len() {
-        return Err(WatchViolation::Incomplete {
+        return Err(Box::new(WatchViolation::Incomplete {
             received: received.len(),
             expected: expected.len(),
             next_missing: expected[received.len()].clone(),
-        });
+        }));
     }
     Ok(())
 }
@@ -116,6 +116,17 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checker, unboxed for matching.
+    #[allow(clippy::result_large_err)]
+    fn check(
+        history: &[Event],
+        start: i64,
+        received: &[Event],
+        complete: bool,
+    ) -> Result<(), WatchViolation> {
+        super::check(history, start, received, complete).map_err(|e| *e)
+    }
 
     fn put(revision: i64, key: &str, value: &str) -> Event {
         Event {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use berth_cluster_harness::client::WatchRecord;
 use berth_cluster_harness::client::find_leader;
-use berth_cluster_harness::scenario::Cluster;
+use berth_cluster_harness::lincheck::{Input, Operation, Output};
+use berth_cluster_harness::scenario::{Cluster, ScenarioError};
 use tokio::time::{Instant, sleep};
 
 use super::support::{Load, etcd_cluster, spawn_watcher, verify};
@@ -27,7 +29,11 @@ async fn leader(cluster: &Cluster) -> usize {
 
 /// Runs `fault` while the load and one watcher (starting on the leader or on member 0) run,
 /// then verifies everything.
-async fn scenario(seed: u64, watch_leader: bool, fault: impl AsyncFnOnce(&mut Cluster)) {
+async fn scenario(
+    seed: u64,
+    watch_leader: bool,
+    fault: impl AsyncFnOnce(&mut Cluster),
+) -> (Cluster, Vec<Operation>, WatchRecord) {
     let mut cluster = etcd_cluster().await;
     let start = cluster
         .revision(Duration::from_secs(30))
@@ -57,16 +63,47 @@ async fn scenario(seed: u64, watch_leader: bool, fault: impl AsyncFnOnce(&mut Cl
     );
     let record = watcher.await.expect("watcher");
     eprintln!(
-        "watcher from member {first}: {} events, {} reconnects",
+        "watcher from member {first}: revisions {start}..={}, {} events, {} reconnects",
+        record.until,
         record.events.len(),
         record.reconnects
     );
-    verify(&cluster, &ops, &[record]).await;
+    verify(&cluster, &ops, std::slice::from_ref(&record)).await;
+    (cluster, ops, record)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_load_is_linearizable_and_members_agree() {
-    scenario(1, false, async |_| {}).await;
+    let (cluster, ops, record) = scenario(1, false, async |_| {}).await;
+
+    // The same checks fail on a doctored history: they are not vacuous.
+    let mut lost = ops.clone();
+    let acked = lost
+        .iter_mut()
+        .find(|op| matches!(op.output, Output::Put { .. }))
+        .expect("an acknowledged put");
+    acked.input = Input::Put {
+        key: acked.input.key().to_owned(),
+        value: "never written".into(),
+    };
+    let err = cluster
+        .verify(&lost, &[])
+        .await
+        .expect_err("a put nobody wrote");
+    assert!(
+        matches!(
+            err,
+            ScenarioError::NotLinearizable(_) | ScenarioError::LostWrite(_)
+        ),
+        "{err}"
+    );
+    let mut gap = record.clone();
+    gap.events.remove(gap.events.len() / 2);
+    let err = cluster
+        .verify(&ops, &[gap])
+        .await
+        .expect_err("a watch stream with a gap");
+    assert!(matches!(err, ScenarioError::Watch(_)), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +117,18 @@ async fn acknowledged_writes_survive_leader_kill_9_and_restart() {
             .hosts
             .restart(victim)
             .expect("restart the old leader");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_sigstop_then_sigcont_stays_linearizable() {
+    scenario(5, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster.hosts.pause(victim).expect("SIGSTOP the leader");
+        sleep(Duration::from_secs(2)).await;
+        cluster.hosts.resume(victim).expect("SIGCONT the leader");
     })
     .await;
 }

@@ -17,7 +17,8 @@
 //! DROP rules inside the namespaces, between host addresses only: the test's clients on the
 //! bridge address still reach every host), [`Hosts::netem`] (`tc qdisc … netem`, reported as
 //! [`HostsError::NetemUnsupported`] where the kernel lacks `sch_netem`). Slow disks are not
-//! simulated: that needs device-mapper's `delay` target, absent here (ADR 0701).
+//! simulated yet: this kernel has no device-mapper `delay` target; a delaying FUSE passthrough
+//! is the planned way (ADR 0701).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;

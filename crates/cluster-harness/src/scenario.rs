@@ -242,6 +242,12 @@ impl Cluster {
         )
         .await;
         let history = committed.events;
+        if history.last().map(|e| e.revision) != Some(revision) {
+            let got = history.last().map_or(0, |e| e.revision);
+            return Err(ScenarioError::NotReady(format!(
+                "the committed history read back ends at revision {got}, not at {revision}"
+            )));
+        }
         check_acknowledged(ops, &history)?;
         for watcher in watchers {
             let upto: Vec<Event> = history

@@ -67,12 +67,21 @@ fn dropping_the_hosts_removes_processes_namespaces_links_and_data() {
     let names = [hosts.netns(0), hosts.netns(1)];
     let dir = hosts.dir().to_owned();
     let tag = names[0].trim_end_matches("-0").to_owned();
-    let pids = Command::new("ip")
+    // `ip netns exec` enters the namespace after it was spawned: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while Command::new("ip")
         .args(["netns", "pids", &names[0]])
         .output()
         .expect("pids")
-        .stdout;
-    assert!(!pids.is_empty(), "sleep runs inside the namespace");
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep never ran inside the namespace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(hosts);
     assert!(!netns_exists(&names[0]) && !netns_exists(&names[1]));
     assert!(!link_exists(&format!("{tag}b")) && !link_exists(&format!("{tag}v0")));

@@ -40,7 +40,13 @@ pub struct MemberSpec {
     pub data_dir: PathBuf,
 }
 
-/// How to start one member of a store cluster.
+/// How to start one member of a store cluster: the one thing that differs between etcd and
+/// berth in a scenario.
+///
+/// Only [`Etcd`] exists. berth's implementation comes when its store clusters (issue #7: peer
+/// transport, `--initial-cluster`, member add/remove); `berth store` already takes etcd's flag
+/// names, so it will be `berth store` followed by [`Etcd`]'s arguments, with the binary's path
+/// given by the test (`CARGO_BIN_EXE_berth` in the berth package's tests).
 pub trait MemberCommand {
     /// The program and arguments that run `member`; also used unchanged to restart it on the
     /// same data directory.

@@ -89,6 +89,22 @@ fn dropping_the_hosts_removes_processes_namespaces_links_and_data() {
 }
 
 #[test]
+fn a_panicking_test_leaves_nothing_behind() {
+    let mut names = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut hosts = Hosts::new(1).expect("make hosts");
+        hosts
+            .start(0, &["sleep".into(), "600".into()])
+            .expect("start");
+        names = Some((hosts.netns(0), hosts.dir().to_owned()));
+        panic!("the test fails while the hosts exist");
+    }));
+    assert!(outcome.is_err());
+    let (ns, dir) = names.expect("hosts were made");
+    assert!(!netns_exists(&ns) && !dir.exists());
+}
+
+#[test]
 fn kill9_and_restart_run_the_same_command_again() {
     let mut hosts = Hosts::new(1).expect("make hosts");
     let argv = [

@@ -10,7 +10,7 @@
 //!
 //! The checkers are trusted by their own tests; the rest is exercised by
 //! `tests/harness.rs` against a 3-member etcd 3.4 cluster. Slow disks are not simulated
-//! (docs/adr/0701-cluster-test-harness.md says why).
+//! yet (docs/adr/0701-cluster-test-harness.md says why and how they will be).
 
 pub mod client;
 pub mod hosts;

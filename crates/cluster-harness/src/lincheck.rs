@@ -165,6 +165,21 @@ pub enum Verdict {
     Unknown { key: String, steps: u64 },
 }
 
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Linearizable => write!(f, "linearizable"),
+            Verdict::Violation(v) => write!(f, "not linearizable: {v}"),
+            Verdict::Unknown { key, steps } => {
+                write!(
+                    f,
+                    "undecided: key {key:?} still open after {steps} search steps"
+                )
+            }
+        }
+    }
+}
+
 /// The smallest explanation the search can give: the longest prefix it could linearize, the
 /// value the key had then, and the operations of which none could come next.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,6 @@
 //! `--initial-cluster`, issue #7): `berth store` already takes etcd's flag names, so it will
 //! mostly be [`Etcd`]'s arguments with berth's binary.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicI64;
@@ -90,40 +89,20 @@ impl MemberCommand for Etcd {
 }
 
 /// Why a scenario's checks failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    Hosts(HostsError),
+    #[error("hosts: {0}")]
+    Hosts(#[from] HostsError),
+    #[error("cluster not ready: {0}")]
     NotReady(String),
+    #[error("{0}")]
     NotLinearizable(Verdict),
+    #[error("acknowledged write missing from the committed history: {0}")]
     LostWrite(Box<Operation>),
+    #[error("watch stream: {0}")]
     Watch(Box<watchcheck::WatchViolation>),
+    #[error("members' HashKV at the final revision differ: {0:?}")]
     Hashes(Vec<Result<u32, String>>),
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScenarioError::Hosts(e) => write!(f, "hosts: {e}"),
-            ScenarioError::NotReady(why) => write!(f, "cluster not ready: {why}"),
-            ScenarioError::NotLinearizable(Verdict::Violation(v)) => {
-                write!(f, "not linearizable: {v}")
-            }
-            ScenarioError::NotLinearizable(v) => write!(f, "linearizability undecided: {v:?}"),
-            ScenarioError::LostWrite(op) => {
-                write!(f, "acknowledged write missing from the history: {op}")
-            }
-            ScenarioError::Watch(v) => write!(f, "watch stream: {v}"),
-            ScenarioError::Hashes(h) => write!(f, "members' HashKV differ: {h:?}"),
-        }
-    }
-}
-
-impl std::error::Error for ScenarioError {}
-
-impl From<HostsError> for ScenarioError {
-    fn from(e: HostsError) -> Self {
-        ScenarioError::Hosts(e)
-    }
 }
 
 /// What [`Cluster::verify`] found, for the test's log.

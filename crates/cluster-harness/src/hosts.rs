@@ -16,9 +16,9 @@
 //! (SIGSTOP / SIGCONT), [`Hosts::partition`] / [`Hosts::isolate`] / [`Hosts::heal`] (iptables
 //! DROP rules inside the namespaces, between host addresses only: the test's clients on the
 //! bridge address still reach every host), [`Hosts::netem`] (`tc qdisc … netem`, reported as
-//! [`HostsError::NetemUnsupported`] where the kernel lacks `sch_netem`). Slow disks are not
-//! simulated yet: this kernel has no device-mapper `delay` target; a delaying FUSE passthrough
-//! is the planned way (ADR 0701).
+//! [`HostsError::NetemUnsupported`] where the kernel lacks `sch_netem`). [`Hosts::slow_disk`]
+//! delays every fsync/fdatasync of a host's process through strace's fault injection (this
+//! kernel has no device-mapper `delay` target; ADR 0701 weighs the options).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -93,6 +93,8 @@ pub struct Hosts {
     count: usize,
     dir: PathBuf,
     procs: Vec<Option<Child>>,
+    /// The strace that slows host i's disk syncs, if any.
+    tracers: Vec<Option<Child>>,
     argv: Vec<Option<Vec<String>>>,
 }
 
@@ -117,6 +119,7 @@ impl Hosts {
             count,
             dir,
             procs: (0..count).map(|_| None).collect(),
+            tracers: (0..count).map(|_| None).collect(),
             argv: vec![None; count],
         };
         // From here on, Drop removes whatever was made.
@@ -260,15 +263,7 @@ impl Hosts {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut command);
         let child = command
             .spawn()
             .map_err(io_err(format!("start {argv:?} in {}", self.netns(i))))?;
@@ -291,7 +286,7 @@ impl Hosts {
         // An already dead child is fine: kill -9 then has nothing to do.
         let _ = child.kill();
         child.wait().map_err(io_err("wait for killed process"))?;
-        Ok(())
+        self.clear_slow_disk(i)
     }
 
     /// Starts host `i`'s last command again (after [`Hosts::kill9`]), on the same data.
@@ -403,6 +398,61 @@ impl Hosts {
         }
     }
 
+    /// Makes every `fsync`/`fdatasync` of host `i`'s process return `delay` late: strace
+    /// attaches to it and injects the delay (strace's `inject=…:delay_exit`). strace stops the
+    /// process at each of its system calls, so the member is also slower overall; that is the
+    /// price of a slow disk without device-mapper (ADR 0701). strace's trace of the delayed
+    /// calls goes to [`Hosts::slow_disk_trace`]. [`Hosts::clear_slow_disk`] (also done by
+    /// [`Hosts::kill9`]) detaches it.
+    pub fn slow_disk(&mut self, i: usize, delay: Duration) -> Result<(), HostsError> {
+        self.check(i)?;
+        self.clear_slow_disk(i)?;
+        let pid = self.procs[i]
+            .as_ref()
+            .ok_or(HostsError::NotRunning { index: i })?
+            .id()
+            .to_string();
+        let inject = format!("inject=fsync,fdatasync:delay_exit={}", delay.as_micros());
+        let trace = self.slow_disk_trace(i);
+        let mut command = Command::new("strace");
+        command
+            .args([
+                "-f",
+                "-qq",
+                "-p",
+                &pid,
+                "-e",
+                "trace=fsync,fdatasync",
+                "-e",
+                &inject,
+                "-o",
+            ])
+            .arg(&trace)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        die_with_parent(&mut command);
+        let tracer = command.spawn().map_err(io_err("start strace"))?;
+        self.tracers[i] = Some(tracer);
+        Ok(())
+    }
+
+    /// Where the strace of [`Hosts::slow_disk`] writes the calls it delayed (`(DELAYED)`).
+    pub fn slow_disk_trace(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("host{i}.strace"))
+    }
+
+    /// Detaches the slow-disk strace from host `i`, if any; the process goes on at full speed.
+    pub fn clear_slow_disk(&mut self, i: usize) -> Result<(), HostsError> {
+        self.check(i)?;
+        if let Some(mut tracer) = self.tracers[i].take() {
+            // The kernel detaches the tracee when its tracer dies.
+            let _ = tracer.kill();
+            tracer.wait().map_err(io_err("wait for strace"))?;
+        }
+        Ok(())
+    }
+
     /// Removes host `i`'s netem qdisc, if any.
     pub fn clear_netem(&mut self, i: usize) -> Result<(), HostsError> {
         self.check(i)?;
@@ -421,6 +471,11 @@ impl Hosts {
 
 impl Drop for Hosts {
     fn drop(&mut self) {
+        for tracer in self.tracers.iter_mut().filter_map(Option::take) {
+            let mut tracer = tracer;
+            let _ = tracer.kill();
+            let _ = tracer.wait();
+        }
         for child in self.procs.iter_mut().filter_map(Option::take) {
             let mut child = child;
             let _ = child.kill();
@@ -431,6 +486,19 @@ impl Drop for Hosts {
         }
         let _ = run("ip", &["link", "del", &self.bridge()]);
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Makes the command's process get SIGKILL when the thread that spawned it dies.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -134,6 +134,31 @@ async fn paused_leader_sigstop_then_sigcont_stays_linearizable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_on_the_leader_stays_linearizable() {
+    let mut delayed = String::new();
+    scenario(6, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster
+            .hosts
+            .slow_disk(victim, Duration::from_millis(100))
+            .expect("slow the leader's disk");
+        sleep(Duration::from_secs(2)).await;
+        cluster
+            .hosts
+            .clear_slow_disk(victim)
+            .expect("disk back to speed");
+        delayed =
+            std::fs::read_to_string(cluster.hosts.slow_disk_trace(victim)).unwrap_or_default();
+    })
+    .await;
+    assert!(
+        delayed.contains("DELAYED"),
+        "no fsync was delayed; strace wrote:\n{delayed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_minority_then_heal_stays_linearizable() {
     scenario(3, false, async |cluster: &mut Cluster| {
         sleep(Duration::from_secs(1)).await;

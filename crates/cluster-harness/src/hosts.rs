@@ -6,7 +6,10 @@
 //!   `10.210.X.0/24` yet (picked under a lock file, so parallel test processes do not collide);
 //! - per host `i` (0-based), a namespace `<tag>-<i>` whose `eth0` (`10.210.X.<i+1>`) is a veth
 //!   to the bridge (host side `<tag>v<i>`);
-//! - a directory `/tmp/berth-harness/<tag>/` for the processes' data and logs.
+//! - a directory `/tmp/berth-harness/<tag>/` for the processes' data and logs, a tmpfs of its
+//!   own: the machines' disks are small and shared, members preallocate their logs, and a
+//!   kill -9 loses nothing the page cache holds, so RAM is as faithful as disk for these faults
+//!   (and not for power loss, which the harness does not simulate).
 //!
 //! Dropping it (also while a test panics) kills the processes and removes the namespaces, the
 //! bridge and the directory. [`gc_stale`] removes what a killed test process left, by tag,
@@ -34,6 +37,9 @@ use std::time::Duration;
 pub const ROOT: &str = "/tmp/berth-harness";
 /// The tag prefix of every name a harness creates.
 const PREFIX: &str = "bh";
+/// The size limit of a harness's tmpfs: an etcd member preallocates 64 MiB of WAL, and the
+/// scenarios write a few MiB more.
+const TMPFS_SIZE: &str = "1g";
 /// The most hosts one harness makes (host addresses are .1 to .N, the bridge is .254).
 pub const MAX_HOSTS: usize = 9;
 
@@ -123,6 +129,18 @@ impl Hosts {
             argv: vec![None; count],
         };
         // From here on, Drop removes whatever was made.
+        let dir = hosts.dir.display().to_string();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={TMPFS_SIZE},mode=0700"),
+                "tmpfs",
+                &dir,
+            ],
+        )?;
         hosts.subnet = hosts.make_bridge()?;
         for i in 0..count {
             hosts.make_host(i)?;
@@ -485,7 +503,7 @@ impl Drop for Hosts {
             remove_netns(&self.netns(i));
         }
         let _ = run("ip", &["link", "del", &self.bridge()]);
-        let _ = fs::remove_dir_all(&self.dir);
+        remove_data(&self.dir);
     }
 }
 
@@ -500,6 +518,13 @@ fn die_with_parent(command: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Unmounts a harness's tmpfs (lazily: a process being reaped may still hold a file) and
+/// removes its directory.
+fn remove_data(dir: &Path) {
+    let _ = run("umount", &["-l", &dir.display().to_string()]);
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// Kills what still runs in a namespace, then deletes it.
@@ -560,7 +585,7 @@ pub fn gc_stale() {
     if let Ok(entries) = fs::read_dir(ROOT) {
         for entry in entries.flatten() {
             if entry.file_name().to_str().is_some_and(stale) {
-                let _ = fs::remove_dir_all(entry.path());
+                remove_data(&entry.path());
             }
         }
     }

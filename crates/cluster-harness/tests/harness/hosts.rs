@@ -144,9 +144,13 @@ fn wait_for_starts(hosts: &Hosts, count: usize) {
 
 #[test]
 fn gc_stale_removes_what_a_dead_harness_left() {
-    let mut child = Command::new("true").spawn().expect("spawn");
-    let dead = child.id();
-    child.wait().expect("wait");
+    // A pid above pid_max never runs, and adding ours keeps parallel runs of this test apart.
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("read pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max is a number");
+    let dead = pid_max + std::process::id();
     let tag = format!("bh{dead}x7");
     let ns = format!("{tag}-0");
     let bridge = format!("{tag}b");

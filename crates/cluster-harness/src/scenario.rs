@@ -304,18 +304,27 @@ pub fn drop_unapplied(ops: &[Operation], history: &[Event]) -> Vec<Operation> {
         .collect()
 }
 
-/// Every put that was acknowledged at revision r must be the committed history's event at r.
+/// Every put acknowledged at revision r must be the committed history's event at r, and every
+/// compare-and-set that answered "succeeded" must have its (unique) value in the history.
 fn check_acknowledged(ops: &[Operation], history: &[Event]) -> Result<(), ScenarioError> {
-    for op in ops {
-        let (Input::Put { key, value }, Output::Put { revision }) = (&op.input, &op.output) else {
-            continue;
-        };
-        let found = history.iter().any(|e| {
-            e.revision == *revision
-                && &e.key == key
+    let put_at = |key: &str, value: &str, revision: Option<i64>| {
+        history.iter().any(|e| {
+            revision.is_none_or(|r| e.revision == r)
+                && e.key == key
                 && e.kind == EventKind::Put
-                && e.value.as_ref() == Some(value)
-        });
+                && e.value.as_deref() == Some(value)
+        })
+    };
+    for op in ops {
+        let found = match (&op.input, &op.output) {
+            (Input::Put { key, value }, Output::Put { revision }) => {
+                put_at(key, value, Some(*revision))
+            }
+            (Input::Cas { key, new, .. }, Output::Cas { succeeded: true }) => {
+                put_at(key, new, None)
+            }
+            _ => true,
+        };
         if !found {
             return Err(ScenarioError::LostWrite(Box::new(op.clone())));
         }
@@ -340,6 +349,32 @@ mod tests {
             ret: NEVER,
             output: Output::Unknown,
         }
+    }
+
+    #[test]
+    fn a_successful_compare_and_set_missing_from_the_history_is_a_lost_write() {
+        let cas = Operation {
+            client: 0,
+            input: Input::Cas {
+                key: "h/k".into(),
+                expected: None,
+                new: "a".into(),
+            },
+            call: 0,
+            ret: 1,
+            output: Output::Cas { succeeded: true },
+        };
+        let put = |value: &str| Event {
+            revision: 2,
+            key: "h/k".into(),
+            kind: EventKind::Put,
+            value: Some(value.into()),
+        };
+        assert!(check_acknowledged(std::slice::from_ref(&cas), &[put("a")]).is_ok());
+        assert!(matches!(
+            check_acknowledged(&[cas], &[put("b")]),
+            Err(ScenarioError::LostWrite(_))
+        ));
     }
 
     #[test]

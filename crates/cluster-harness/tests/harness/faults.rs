@@ -159,6 +159,23 @@ async fn slow_disk_on_the_leader_stays_linearizable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_serves_no_stale_reads() {
+    // The classic bug: a cut-off follower answering reads from its own, aging, state.
+    scenario(7, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let leader = leader(cluster).await;
+        let follower = (leader + 1) % cluster.endpoints.len();
+        cluster
+            .hosts
+            .partition(&[&[follower]])
+            .expect("isolate a follower");
+        sleep(Duration::from_secs(2)).await;
+        cluster.hosts.heal().expect("heal");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_minority_then_heal_stays_linearizable() {
     scenario(3, false, async |cluster: &mut Cluster| {
         sleep(Duration::from_secs(1)).await;

@@ -1,0 +1,203 @@
+//! The scenarios of issue #7 against a 3-member etcd 3.4: load from 4 recording clients, a
+//! fault, then the checks of `Cluster::verify` (linearizable, no acknowledged write lost, equal
+//! HashKV on every member, watch streams exactly the committed history).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use berth_cluster_harness::client::WatchRecord;
+use berth_cluster_harness::client::find_leader;
+use berth_cluster_harness::lincheck::{Input, Operation, Output};
+use berth_cluster_harness::scenario::{Cluster, ScenarioError};
+use tokio::time::{Instant, sleep};
+
+use super::support::{Load, etcd_cluster, spawn_watcher, verify};
+
+const LOAD: Duration = Duration::from_secs(4);
+
+async fn leader(cluster: &Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(leader) = find_leader(&cluster.endpoints).await {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `fault` while the load and one watcher (starting on the leader or on member 0) run,
+/// then verifies everything.
+async fn scenario(
+    seed: u64,
+    watch_leader: bool,
+    fault: impl AsyncFnOnce(&mut Cluster),
+) -> (Cluster, Vec<Operation>, WatchRecord) {
+    let mut cluster = etcd_cluster().await;
+    let start = cluster
+        .revision(Duration::from_secs(30))
+        .await
+        .expect("revision")
+        + 1;
+    let until = Arc::new(AtomicI64::new(i64::MAX));
+    let first = if watch_leader {
+        leader(&cluster).await
+    } else {
+        0
+    };
+    let watcher = spawn_watcher(&cluster, first, start, until.clone());
+    let load = Load::start(&cluster, LOAD, seed).await;
+    fault(&mut cluster).await;
+    let ops = load.finish().await;
+    cluster
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until.store(
+        cluster
+            .revision(Duration::from_secs(30))
+            .await
+            .expect("final revision"),
+        Ordering::SeqCst,
+    );
+    let record = watcher.await.expect("watcher");
+    eprintln!(
+        "watcher from member {first}: revisions {start}..={}, {} events, {} reconnects",
+        record.until,
+        record.events.len(),
+        record.reconnects
+    );
+    verify(&cluster, &ops, std::slice::from_ref(&record)).await;
+    (cluster, ops, record)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_load_is_linearizable_and_members_agree() {
+    let (cluster, ops, record) = scenario(1, false, async |_| {}).await;
+
+    // The same checks fail on a doctored history: they are not vacuous.
+    let mut lost = ops.clone();
+    let acked = lost
+        .iter_mut()
+        .find(|op| matches!(op.output, Output::Put { .. }))
+        .expect("an acknowledged put");
+    acked.input = Input::Put {
+        key: acked.input.key().to_owned(),
+        value: "never written".into(),
+    };
+    let err = cluster
+        .verify(&lost, &[])
+        .await
+        .expect_err("a put nobody wrote");
+    assert!(
+        matches!(
+            err,
+            ScenarioError::NotLinearizable(_) | ScenarioError::LostWrite(_)
+        ),
+        "{err}"
+    );
+    let mut gap = record.clone();
+    gap.events.remove(gap.events.len() / 2);
+    let err = cluster
+        .verify(&ops, &[gap])
+        .await
+        .expect_err("a watch stream with a gap");
+    assert!(matches!(err, ScenarioError::Watch(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_leader_kill_9_and_restart() {
+    scenario(2, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster.hosts.kill9(victim).expect("kill -9 the leader");
+        sleep(Duration::from_millis(1500)).await;
+        cluster
+            .hosts
+            .restart(victim)
+            .expect("restart the old leader");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_sigstop_then_sigcont_stays_linearizable() {
+    scenario(5, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster.hosts.pause(victim).expect("SIGSTOP the leader");
+        sleep(Duration::from_secs(2)).await;
+        cluster.hosts.resume(victim).expect("SIGCONT the leader");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_on_the_leader_stays_linearizable() {
+    let mut delayed = String::new();
+    scenario(6, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster
+            .hosts
+            .slow_disk(victim, Duration::from_millis(100))
+            .expect("slow the leader's disk");
+        sleep(Duration::from_secs(2)).await;
+        cluster
+            .hosts
+            .clear_slow_disk(victim)
+            .expect("disk back to speed");
+        delayed =
+            std::fs::read_to_string(cluster.hosts.slow_disk_trace(victim)).unwrap_or_default();
+    })
+    .await;
+    assert!(
+        delayed.contains("DELAYED"),
+        "no fsync was delayed; strace wrote:\n{delayed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_serves_no_stale_reads() {
+    // The classic bug: a cut-off follower answering reads from its own, aging, state.
+    scenario(7, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let leader = leader(cluster).await;
+        let follower = (leader + 1) % cluster.endpoints.len();
+        cluster
+            .hosts
+            .partition(&[&[follower]])
+            .expect("isolate a follower");
+        sleep(Duration::from_secs(2)).await;
+        cluster.hosts.heal().expect("heal");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_minority_then_heal_stays_linearizable() {
+    scenario(3, false, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster.hosts.isolate(victim).expect("isolate the leader");
+        sleep(Duration::from_secs(2)).await;
+        cluster.hosts.heal().expect("heal");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates() {
+    scenario(4, true, async |cluster: &mut Cluster| {
+        sleep(Duration::from_secs(1)).await;
+        let victim = leader(cluster).await;
+        cluster.hosts.kill9(victim).expect("kill -9 the leader");
+        sleep(Duration::from_millis(1500)).await;
+        cluster
+            .hosts
+            .restart(victim)
+            .expect("restart the old leader");
+    })
+    .await;
+}

@@ -1,0 +1,188 @@
+//! The hosts themselves: reachability, partitions, cleanup.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_cluster_harness::hosts::{Hosts, HostsError, ROOT, gc_stale};
+
+/// Whether host `from` can ping `to` (busybox ping, one packet, one second).
+fn reaches(hosts: &Hosts, from: usize, to: usize) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.netns(from),
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            &hosts.addr(to).to_string(),
+        ])
+        .output()
+        .expect("run ping")
+        .status
+        .success()
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+#[test]
+fn hosts_reach_each_other_until_partitioned_and_again_after_heal() {
+    let mut hosts = Hosts::new(3).expect("make hosts");
+    assert!(reaches(&hosts, 0, 1) && reaches(&hosts, 1, 2) && reaches(&hosts, 2, 0));
+
+    hosts.isolate(2).expect("isolate");
+    assert!(reaches(&hosts, 0, 1), "the majority still talks");
+    assert!(
+        !reaches(&hosts, 0, 2) && !reaches(&hosts, 2, 1),
+        "the isolated host is cut off both ways"
+    );
+
+    hosts.partition(&[&[0], &[1, 2]]).expect("partition");
+    assert!(reaches(&hosts, 1, 2));
+    assert!(!reaches(&hosts, 0, 1) && !reaches(&hosts, 2, 0));
+
+    hosts.heal().expect("heal");
+    assert!(reaches(&hosts, 0, 1) && reaches(&hosts, 1, 2) && reaches(&hosts, 2, 0));
+}
+
+#[test]
+fn dropping_the_hosts_removes_processes_namespaces_links_and_data() {
+    let mut hosts = Hosts::new(2).expect("make hosts");
+    hosts
+        .start(0, &["sleep".into(), "600".into()])
+        .expect("start");
+    hosts
+        .start(1, &["sleep".into(), "600".into()])
+        .expect("start");
+    hosts.pause(1).expect("a paused process is killed too");
+    std::fs::write(hosts.data_dir(0).join("f"), "x").expect("write data");
+    let names = [hosts.netns(0), hosts.netns(1)];
+    let dir = hosts.dir().to_owned();
+    let tag = names[0].trim_end_matches("-0").to_owned();
+    // `ip netns exec` enters the namespace after it was spawned: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while Command::new("ip")
+        .args(["netns", "pids", &names[0]])
+        .output()
+        .expect("pids")
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep never ran inside the namespace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(hosts);
+    assert!(!netns_exists(&names[0]) && !netns_exists(&names[1]));
+    assert!(!link_exists(&format!("{tag}b")) && !link_exists(&format!("{tag}v0")));
+    assert!(!dir.exists());
+}
+
+#[test]
+fn a_panicking_test_leaves_nothing_behind() {
+    let mut names = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut hosts = Hosts::new(1).expect("make hosts");
+        hosts
+            .start(0, &["sleep".into(), "600".into()])
+            .expect("start");
+        names = Some((hosts.netns(0), hosts.dir().to_owned()));
+        panic!("the test fails while the hosts exist");
+    }));
+    assert!(outcome.is_err());
+    let (ns, dir) = names.expect("hosts were made");
+    assert!(!netns_exists(&ns) && !dir.exists());
+}
+
+#[test]
+fn kill9_and_restart_run_the_same_command_again() {
+    let mut hosts = Hosts::new(1).expect("make hosts");
+    let argv = [
+        "sh".into(),
+        "-c".into(),
+        "echo started; exec sleep 600".into(),
+    ];
+    hosts.start(0, &argv).expect("start");
+    assert!(matches!(
+        hosts.start(0, &argv),
+        Err(HostsError::AlreadyRunning { index: 0 })
+    ));
+    wait_for_starts(&hosts, 1);
+    hosts.kill9(0).expect("kill -9");
+    assert!(!hosts.is_running(0));
+    assert!(matches!(
+        hosts.kill9(0),
+        Err(HostsError::NotRunning { index: 0 })
+    ));
+    hosts.restart(0).expect("restart");
+    assert!(hosts.is_running(0));
+    wait_for_starts(&hosts, 2);
+}
+
+/// Waits until host 0's log says "started" `count` times.
+fn wait_for_starts(hosts: &Hosts, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(hosts.log_path(0)).unwrap_or_default();
+        if log.matches("started").count() == count {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "log: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn gc_stale_removes_what_a_dead_harness_left() {
+    // A pid above pid_max never runs, and adding ours keeps parallel runs of this test apart.
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("read pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max is a number");
+    let dead = pid_max + std::process::id();
+    let tag = format!("bh{dead}x7");
+    let ns = format!("{tag}-0");
+    let bridge = format!("{tag}b");
+    let dir = Path::new(ROOT).join(&tag);
+    std::fs::create_dir_all(&dir).expect("make dir");
+    let ok = |args: &[&str]| {
+        assert!(
+            Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip")
+                .success(),
+            "ip {args:?}"
+        )
+    };
+    ok(&["netns", "add", &ns]);
+    ok(&["link", "add", &bridge, "type", "bridge"]);
+    gc_stale();
+    assert!(!netns_exists(&ns) && !link_exists(&bridge) && !dir.exists());
+}
+
+#[test]
+fn netem_either_works_or_says_the_kernel_lacks_it() {
+    let mut hosts = Hosts::new(2).expect("make hosts");
+    match hosts.netem(1, 10.0, Duration::from_millis(20)) {
+        Ok(()) => {
+            hosts.clear_netem(1).expect("clear netem");
+            assert!(reaches(&hosts, 0, 1));
+        }
+        Err(HostsError::NetemUnsupported { detail }) => {
+            eprintln!("netem unsupported here: {detail}")
+        }
+        Err(other) => panic!("netem: {other}"),
+    }
+}

@@ -3,8 +3,10 @@
 //! log fsync covers them all. openraft 0.9 appends each `client_write` on its own and waits for
 //! its fsync before the next, so batching must happen before raft, here.
 //!
-//! At most [`IN_FLIGHT`] entries are proposed at once: while one is being applied, the next is
-//! being written to the log, and writes arriving meanwhile form the entry after that.
+//! At most [`IN_FLIGHT`] entry is proposed at once; writes arriving meanwhile form the next one.
+//! Measured (bench/store/RESULTS.md, run 4): with two in flight the second entry was taken as
+//! soon as one write arrived, so entries alternated large and tiny, each paying an fsync, and
+//! put throughput at 64 clients halved.
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ pub const MAX_BATCH: usize = 4096;
 /// Encoded bytes of the commands in one log entry at most (one command may exceed it alone).
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Entries proposed and not yet applied, at most.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 1;
 
 type Reply = oneshot::Sender<Result<ApplyOutput, EtcdError>>;
 

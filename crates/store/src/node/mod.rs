@@ -218,24 +218,18 @@ impl Node {
         log: LogStore,
     ) -> Result<Arc<Self>, StoreError> {
         let (shared, loaded) = Shared::load(backend, config.quota_backend_bytes)?;
-        let raft_err = |during: &'static str| {
-            move |e: &dyn std::fmt::Display| StoreError::Raft {
-                during,
-                reason: e.to_string(),
-            }
-        };
         let sm = StateMachineStore::new(Arc::clone(&shared), loaded.raft_applied.as_deref())?;
         let raft_config = raft::raft_config()
             .validate()
-            .map_err(|e| raft_err("configuring")(&e))?;
+            .map_err(|e| raft_error("configuring", &e))?;
         let member_id = loaded.member_id;
         let raft = Raft::new(member_id, Arc::new(raft_config), NoNetwork, log, sm)
             .await
-            .map_err(|e| raft_err("starting")(&e))?;
+            .map_err(|e| raft_error("starting", &e))?;
         let initialized = raft
             .is_initialized()
             .await
-            .map_err(|e| raft_err("starting")(&e))?;
+            .map_err(|e| raft_error("starting", &e))?;
         if !initialized {
             let addr = config
                 .advertise_client_urls
@@ -244,12 +238,12 @@ impl Node {
                 .unwrap_or_default();
             raft.initialize(BTreeMap::from([(member_id, BasicNode::new(addr))]))
                 .await
-                .map_err(|e| raft_err("initializing the one-member cluster")(&e))?;
+                .map_err(|e| raft_error("initializing the one-member cluster", &e))?;
         }
         raft.wait(Some(raft::ELECTION_WAIT))
             .current_leader(member_id, "the one member leads")
             .await
-            .map_err(|e| raft_err("electing the one member")(&e))?;
+            .map_err(|e| raft_error("electing the one member", &e))?;
         let proposals = proposer::spawn(raft.clone());
         Ok(Arc::new(Self {
             shared,
@@ -382,6 +376,13 @@ impl Node {
     }
 }
 
+fn raft_error(during: &'static str, err: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Raft {
+        during,
+        reason: err.to_string(),
+    }
+}
+
 /// The state machine seen as watch history.
 struct StateView<'a> {
     state: &'a StateMachine,
@@ -499,6 +500,32 @@ mod tests {
         node.linearize().await.unwrap();
         assert_eq!(node.member_id, member, "the member id survives a restart");
         assert_eq!(node.durable_revision(), 51);
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_survive_a_restart_after_the_log_was_snapshotted_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, log) = start(dir.path()).await;
+        for i in 0..30 {
+            node.propose(put(i)).await.unwrap();
+        }
+        let applied = node.raft.metrics().borrow().last_applied.unwrap();
+        node.raft.trigger().snapshot().await.unwrap();
+        let wait = || node.raft.wait(Some(Duration::from_secs(10)));
+        wait().snapshot(applied, "snapshot built").await.unwrap();
+        node.raft.trigger().purge_log(applied.index).await.unwrap();
+        wait().purged(Some(applied), "log purged").await.unwrap();
+        node.propose(put(100)).await.unwrap();
+        node.shutdown().await;
+        drop((node, log));
+        let (node, _log) = start(dir.path()).await;
+        node.linearize().await.unwrap();
+        assert_eq!(node.durable_revision(), 32);
+        let found = node.read(|state, at| {
+            [&b"k0"[..], b"k29", b"k100"].map(|k| state.index().get_at(k, at).is_some())
+        });
+        assert_eq!(found, [true; 3]);
         node.shutdown().await;
     }
 }

@@ -363,4 +363,31 @@ mod tests {
         assert_eq!(loaded.leases().keys(7), vec![b"a".to_vec()]);
         assert_eq!(loaded.index().get_at(b"a", 3).map(|kv| kv.version), Some(2));
     }
+
+    #[test]
+    fn a_format_1_directory_is_refused_with_a_message_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = RedbBackend::open(dir.path()).unwrap();
+        b.load().unwrap();
+        {
+            let db = b.db();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(b);
+        let err = RedbBackend::open(dir.path()).unwrap().load().unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::FormatVersion {
+                found: 1,
+                expected: 2,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("predates the raft log"), "{err}");
+    }
 }

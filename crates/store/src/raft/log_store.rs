@@ -312,15 +312,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// The log thread: one transaction, one fsync, for everything queued.
+/// The log thread: one transaction, one fsync, for everything queued. A batch holding only
+/// `save_committed` calls writes nothing: the newest committed id rides along with the next
+/// transaction (losing it costs a re-apply, not a write: openraft finds it again from a quorum,
+/// and a one-member cluster commits its whole log on start).
 fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
+    let mut carried: Option<Op> = None;
     while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
+        let mut ops: Vec<Op> = carried.take().into_iter().collect();
+        ops.push(first);
         while ops.len() < MAX_OPS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(op) => ops.push(op),
                 Err(_) => break,
             }
+        }
+        if ops.iter().all(|op| matches!(op, Op::Committed(_))) {
+            carried = ops.pop();
+            continue;
         }
         let result = write_ops(shared, &ops).map_err(|e| e.to_string());
         if let Err(err) = &result {
@@ -352,6 +361,12 @@ fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
             }
         }
     }
+    // Every handle is gone (a clean stop): keep the last committed id too.
+    if let Some(op) = carried
+        && let Err(err) = write_ops(shared, &[op])
+    {
+        tracing::warn!(%err, "saving the committed log id at stop failed");
+    }
 }
 
 fn write_ops(shared: &Shared, ops: &[Op]) -> Result<(), redb::Error> {
@@ -360,14 +375,7 @@ fn write_ops(shared: &Shared, ops: &[Op]) -> Result<(), redb::Error> {
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut txn = db.begin_write()?;
-    // Only the committed index may wait for a later fsync: losing it costs a re-apply, not a
-    // write (openraft finds it again from a quorum).
-    let durable = ops.iter().any(|op| !matches!(op, Op::Committed(_)));
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })?;
+    txn.set_durability(Durability::Immediate)?;
     {
         let mut log = txn.open_table(LOG)?;
         let mut meta = txn.open_table(RAFT_META)?;
@@ -395,8 +403,6 @@ fn write_ops(shared: &Shared, ops: &[Op]) -> Result<(), redb::Error> {
         }
     }
     txn.commit()?;
-    if durable {
-        shared.durable_commits.fetch_add(1, Ordering::Relaxed);
-    }
+    shared.durable_commits.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! openraft's log storage on redb: the `raft_log` table (index → encoded entry) and the vote,
 //! committed and purged log ids in `raft_meta` (see docs/formats/store.md).
 //!
-//! Group commit lives here. `append` makes the entries readable at once (a pending map) and
-//! queues them for the log thread, which takes every queued operation, writes them in one redb
-//! transaction with one fsync, and only then reports each batch flushed to openraft. While an
-//! fsync runs, openraft keeps appending (one entry per client write) and the next transaction
-//! takes all of those: under load the fsync is shared, a lone writer pays one.
+//! Writing: `append` makes the entries readable at once (a pending map) and queues them for the
+//! log thread, which takes every queued operation, writes them in one redb transaction with one
+//! fsync, and only then reports each append flushed to openraft. openraft 0.9 waits for that
+//! report before its next append, so one entry is written per fsync; group commit of client
+//! writes therefore happens before raft, in the node's proposer, which puts every waiting write
+//! into that one entry (ADR 0403).
 //!
 //! Correctness (what openraft requires of `RaftLogStorage`): an entry is reported flushed only
 //! once it is on disk; operations reach the disk in the order they were called; `save_vote`,

@@ -10,7 +10,8 @@
 //!
 //! Correctness (what openraft requires of `RaftLogStorage`): an entry is reported flushed only
 //! once it is on disk; operations reach the disk in the order they were called; `save_vote`,
-//! `truncate` and `purge` return only once on disk; reads see every appended entry.
+//! `truncate` and `purge` return only once on disk; reads see every appended entry. The
+//! committed log id is kept in memory and written with the next transaction.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -2,7 +2,7 @@
 //!
 //! - [`types`]: the type configuration (a log entry carries an [`crate::apply::Command`]).
 //! - [`codec`]: the deterministic byte encoding of entries, votes and log ids.
-//! - [`LogStore`]: `RaftLogStorage` on redb, with group commit (one fsync per batch of appends).
+//! - [`LogStore`]: `RaftLogStorage` on redb, one fsync per transaction of queued log operations.
 //! - [`StateMachineStore`]: `RaftStateMachine` over the pure [`crate::apply::StateMachine`].
 //! - [`NoNetwork`]: the peer transport seam; a one-member cluster needs none (issue #7 adds one).
 //!

@@ -80,7 +80,11 @@ pub enum StoreError {
         #[source]
         source: Box<redb::DatabaseError>,
     },
-    #[error("store database {path} has format version {found}, this berth reads {expected}")]
+    #[error(
+        "store database {path} has format version {found}, this berth reads only {expected} \
+         (version 1 predates the raft log and is not migrated: start with an empty data \
+         directory and copy the keys over, e.g. with etcdctl get/put)"
+    )]
     FormatVersion {
         path: PathBuf,
         found: u64,
@@ -106,6 +110,11 @@ pub enum StoreError {
     Serve(#[source] tonic::transport::Error),
     #[error("the store's writer stopped after an earlier failure")]
     WriterStopped,
+    #[error("raft failed during {during}: {reason}")]
+    Raft {
+        during: &'static str,
+        reason: String,
+    },
 }
 
 impl StoreError {

@@ -45,17 +45,50 @@ impl StateMachine {
     /// Applies one log entry. Entries must come in log order; one already applied (a replay
     /// after restart) changes nothing: its output has no events and the error `Stopped`.
     pub fn apply(&mut self, entry: &LogEntry, ws: &mut WriteSet) -> ApplyOutput {
-        if entry.index != 0 && entry.index <= self.applied {
-            return ApplyOutput {
-                result: Err(EtcdError::Stopped),
-                revision: self.index.current_revision(),
-                events: Vec::new(),
-            };
+        if !self.advance(entry.index, ws) {
+            return self.stopped();
         }
-        self.applied = self.applied.max(entry.index);
+        self.apply_command(&entry.command, ws)
+    }
+
+    /// Applies the commands one log entry carries (a batch proposed together), in order, each as
+    /// its own write request with its own revision. An entry already applied changes nothing.
+    pub fn apply_batch(
+        &mut self,
+        index: u64,
+        commands: &[Command],
+        ws: &mut WriteSet,
+    ) -> Vec<ApplyOutput> {
+        if !self.advance(index, ws) {
+            return commands.iter().map(|_| self.stopped()).collect();
+        }
+        commands
+            .iter()
+            .map(|command| self.apply_command(command, ws))
+            .collect()
+    }
+
+    /// Moves the applied position to `index`; false if that entry was applied already.
+    fn advance(&mut self, index: u64, ws: &mut WriteSet) -> bool {
+        if index != 0 && index <= self.applied {
+            return false;
+        }
+        self.applied = self.applied.max(index);
         ws.applied_index = self.applied;
+        true
+    }
+
+    fn stopped(&self) -> ApplyOutput {
+        ApplyOutput {
+            result: Err(EtcdError::Stopped),
+            revision: self.index.current_revision(),
+            events: Vec::new(),
+        }
+    }
+
+    fn apply_command(&mut self, command: &Command, ws: &mut WriteSet) -> ApplyOutput {
         let mut w = Write::new(self, ws);
-        let result = match &entry.command {
+        let result = match command {
             Command::Put(req) => w.put(req).map(Applied::Put),
             Command::DeleteRange(req) => Ok(Applied::DeleteRange(w.delete(req))),
             Command::Txn(req) => w.txn(req).map(Applied::Txn),

@@ -23,7 +23,7 @@ use etcd_client::proto::{
 use crate::error::EtcdError;
 
 /// A write the store has agreed to apply, in the order the log gives it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Put(PbPutRequest),
     DeleteRange(PbDeleteRequest),

@@ -19,6 +19,9 @@ pub struct WriteSet {
     pub compact_revision: Option<i64>,
     /// The index of the last log entry applied.
     pub applied_index: u64,
+    /// What the raft adapter records with this commit (its last applied log id and membership,
+    /// encoded by `raft::codec`); empty when there is nothing to record.
+    pub raft_applied: Vec<u8>,
 }
 
 impl WriteSet {

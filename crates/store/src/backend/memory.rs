@@ -30,12 +30,17 @@ impl Backend for MemoryBackend {
             state: StateMachine::default(),
             member_id: 1,
             cluster_id: 1,
+            raft_applied: None,
         })
     }
 
     fn commit(&mut self, _ws: &WriteSet) -> Result<(), StoreError> {
         std::thread::sleep(self.delay);
         self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn replace(&mut self, _state: &StateMachine, _raft_applied: &[u8]) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -1,10 +1,12 @@
-//! The redb backend: one database file, three tables (see docs/formats/store.md).
+//! The redb backend: one database file holding the state tables and the raft log tables (see
+//! docs/formats/store.md). The raft log store (`crate::raft::LogStore`) shares the database.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Backend, Loaded, record};
+use super::{Backend, Loaded, assemble, record};
 use crate::apply::{StateMachine, WriteSet};
 use crate::error::StoreError;
 use crate::lease::LeaseTable;
@@ -14,8 +16,18 @@ use crate::mvcc::{KeyIndex, Revision};
 /// ADR 0401), so a large cache would only hold written pages twice.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// The version of the on-disk layout this code reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The version of the on-disk layout this code reads and writes. Version 1 had no raft log:
+/// its `applied_index` counted writes, not raft log entries, so it is refused, not migrated.
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The database, shared by the state backend and the raft log store. Transactions take the lock
+/// shared; only defragmenting (which needs the database alone) takes it exclusively.
+pub type SharedDb = Arc<RwLock<Database>>;
+
+/// Raft's own records: the vote, the committed and purged log ids (written by the log store)
+/// and what the state machine has applied (written with each state commit).
+pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+pub const RAFT_APPLIED: &str = "applied";
 
 const REVISIONS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("revisions");
 const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
@@ -31,7 +43,7 @@ const META_CLUSTER: &str = "cluster_id";
 /// The store's data in `<data-dir>/store.redb`.
 #[derive(Debug)]
 pub struct RedbBackend {
-    db: Database,
+    db: SharedDb,
     path: PathBuf,
 }
 
@@ -51,7 +63,21 @@ impl RedbBackend {
                 path: path.clone(),
                 source: Box::new(source),
             })?;
-        Ok(Self { db, path })
+        Ok(Self {
+            db: Arc::new(RwLock::new(db)),
+            path,
+        })
+    }
+
+    /// The database, for the raft log store.
+    pub fn database(&self) -> SharedDb {
+        Arc::clone(&self.db)
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes the meta table of a new database: format version and ids.
@@ -59,7 +85,7 @@ impl RedbBackend {
         let member_id = rand::random::<u64>() | 1;
         let cluster_id = rand::random::<u64>() | 1;
         let txn = self
-            .db
+            .db()
             .begin_write()
             .map_err(|e| StoreError::engine("initialise", e))?;
         {
@@ -77,6 +103,8 @@ impl RedbBackend {
             txn.open_table(REVISIONS)
                 .map_err(|e| StoreError::engine("initialise", e))?;
             txn.open_table(LEASES)
+                .map_err(|e| StoreError::engine("initialise", e))?;
+            txn.open_table(RAFT_META)
                 .map_err(|e| StoreError::engine("initialise", e))?;
         }
         txn.commit()
@@ -103,7 +131,7 @@ impl Backend for RedbBackend {
     fn load(&mut self) -> Result<Loaded, StoreError> {
         let fresh = {
             let txn = self
-                .db
+                .db()
                 .begin_read()
                 .map_err(|e| StoreError::engine("load", e))?;
             match txn.open_table(META) {
@@ -118,10 +146,11 @@ impl Backend for RedbBackend {
                 state: StateMachine::default(),
                 member_id,
                 cluster_id,
+                raft_applied: None,
             });
         }
         let txn = self
-            .db
+            .db()
             .begin_read()
             .map_err(|e| StoreError::engine("load", e))?;
         let meta = txn
@@ -162,22 +191,18 @@ impl Backend for RedbBackend {
             })?;
             index.restore(key, Revision { main, sub }, kv);
         }
-        index.set_current_revision(
-            index
-                .current_revision()
-                .max(as_i64(meta_get(&meta, META_REVISION)?)),
-        );
-        index.set_compact_revision(meta_get(&meta, META_COMPACT)?.map_or(-1, |c| as_i64(Some(c))));
-        for kv in index.range_at(&crate::mvcc::KeyRange::From(Vec::new()), i64::MAX) {
-            if kv.lease != 0 {
-                leases.attach(kv.lease, &kv.key);
-            }
-        }
+        let revision = as_i64(meta_get(&meta, META_REVISION)?);
+        let compact = meta_get(&meta, META_COMPACT)?.map_or(-1, |c| as_i64(Some(c)));
         let applied = meta_get(&meta, META_APPLIED)?.unwrap_or(0);
+        let raft_applied = txn
+            .open_table(RAFT_META)
+            .and_then(|t| Ok(t.get(RAFT_APPLIED)?.map(|g| g.value().to_vec())))
+            .map_err(|e| StoreError::engine("load raft state", e))?;
         Ok(Loaded {
-            state: StateMachine::from_parts(index, leases, applied),
+            state: assemble(index, leases, revision, compact, applied),
             member_id: meta_get(&meta, META_MEMBER)?.unwrap_or(1),
             cluster_id: meta_get(&meta, META_CLUSTER)?.unwrap_or(1),
+            raft_applied,
         })
     }
 
@@ -186,8 +211,9 @@ impl Backend for RedbBackend {
             during: "commit",
             source: Box::new(e),
         };
-        let mut txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::Immediate)
+        let db = self.db();
+        let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+        txn.set_durability(Durability::None)
             .map_err(|e| err(e.into()))?;
         {
             let mut revs = txn.open_table(REVISIONS).map_err(|e| err(e.into()))?;
@@ -216,6 +242,53 @@ impl Backend for RedbBackend {
                 meta.insert(META_COMPACT, u64::try_from(c).unwrap_or(0))
                     .map_err(|e| err(e.into()))?;
             }
+            if !ws.raft_applied.is_empty() {
+                let mut raft = txn.open_table(RAFT_META).map_err(|e| err(e.into()))?;
+                raft.insert(RAFT_APPLIED, ws.raft_applied.as_slice())
+                    .map_err(|e| err(e.into()))?;
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    fn replace(&mut self, state: &StateMachine, raft_applied: &[u8]) -> Result<(), StoreError> {
+        let err = |e: redb::Error| StoreError::Engine {
+            during: "install snapshot",
+            source: Box::new(e),
+        };
+        let db = self.db();
+        let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| err(e.into()))?;
+        {
+            txn.delete_table(REVISIONS).map_err(|e| err(e.into()))?;
+            txn.delete_table(LEASES).map_err(|e| err(e.into()))?;
+            let mut revs = txn.open_table(REVISIONS).map_err(|e| err(e.into()))?;
+            for (rev, key, kv) in state.index().changes_up_to(i64::MAX) {
+                let rec = record::encode(key, kv);
+                revs.insert((rev.main, rev.sub), rec.as_slice())
+                    .map_err(|e| err(e.into()))?;
+            }
+            let mut leases = txn.open_table(LEASES).map_err(|e| err(e.into()))?;
+            for (id, ttl) in state.leases().all() {
+                leases.insert(id, ttl).map_err(|e| err(e.into()))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            let revision = state.index().current_revision();
+            let compact = state.index().compact_revision();
+            meta.insert(META_APPLIED, state.applied_index())
+                .map_err(|e| err(e.into()))?;
+            meta.insert(META_REVISION, u64::try_from(revision).unwrap_or(0))
+                .map_err(|e| err(e.into()))?;
+            if compact >= 0 {
+                meta.insert(META_COMPACT, u64::try_from(compact).unwrap_or(0))
+                    .map_err(|e| err(e.into()))?;
+            } else {
+                meta.remove(META_COMPACT).map_err(|e| err(e.into()))?;
+            }
+            let mut raft = txn.open_table(RAFT_META).map_err(|e| err(e.into()))?;
+            raft.insert(RAFT_APPLIED, raft_applied)
+                .map_err(|e| err(e.into()))?;
         }
         txn.commit().map_err(|e| err(e.into()))
     }
@@ -226,6 +299,8 @@ impl Backend for RedbBackend {
 
     fn defragment(&mut self) -> Result<(), StoreError> {
         self.db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .compact()
             .map(|_| ())
             .map_err(|e| StoreError::engine("defragment", e))
@@ -287,5 +362,32 @@ mod tests {
         assert_eq!(loaded.applied_index(), 4);
         assert_eq!(loaded.leases().keys(7), vec![b"a".to_vec()]);
         assert_eq!(loaded.index().get_at(b"a", 3).map(|kv| kv.version), Some(2));
+    }
+
+    #[test]
+    fn a_format_1_directory_is_refused_with_a_message_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = RedbBackend::open(dir.path()).unwrap();
+        b.load().unwrap();
+        {
+            let db = b.db();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(b);
+        let err = RedbBackend::open(dir.path()).unwrap().load().unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::FormatVersion {
+                found: 1,
+                expected: 2,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("predates the raft log"), "{err}");
     }
 }

@@ -37,10 +37,7 @@ async fn reap_leases(node: Arc<Node>) {
     loop {
         tick.tick().await;
         let expired = {
-            let mut clock = node
-                .lease_clock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut clock = node.lease_clock();
             let ids = clock.expired(Instant::now());
             for id in &ids {
                 clock.forget(*id);

@@ -52,17 +52,30 @@ impl PbClusterService for ClusterService {
         &self,
         _: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
+        // Members come from raft's membership; only this one's name and URLs are known here.
         let node = &self.node;
-        let member = PbMember {
-            id: node.member_id,
-            name: node.config.name.clone(),
-            peer_ur_ls: Vec::new(),
-            client_ur_ls: node.config.advertise_client_urls.clone(),
-            is_learner: false,
-        };
+        let members = node
+            .members()
+            .into_iter()
+            .map(|(id, _)| PbMember {
+                id,
+                name: if id == node.member_id {
+                    node.config.name.clone()
+                } else {
+                    String::new()
+                },
+                peer_ur_ls: Vec::new(),
+                client_ur_ls: if id == node.member_id {
+                    node.config.advertise_client_urls.clone()
+                } else {
+                    Vec::new()
+                },
+                is_learner: false,
+            })
+            .collect();
         Ok(Response::new(PbMemberListResponse {
             header: node.header(node.durable_revision()),
-            members: vec![member],
+            members,
         }))
     }
 

@@ -56,6 +56,9 @@ impl PbKvService for KvService {
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
+        if !req.serializable {
+            self.node.linearize().await?;
+        }
         let resp = self.node.read(|state, rev| {
             mvcc::range(state.index(), &req, rev).map(|mut r| {
                 r.header = self.node.header(rev);

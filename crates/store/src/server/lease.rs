@@ -38,10 +38,7 @@ impl LeaseService {
 fn keep_alive(node: &Node, id: i64) -> PbLeaseKeepAliveResponse {
     let granted = node.read(|state, _| state.leases().ttl(id));
     let now = Instant::now();
-    let mut clock = node
-        .lease_clock
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut clock = node.lease_clock();
     let ttl = match (granted, clock.remaining(id, now)) {
         (Some(ttl), Some(left)) if left > 0 => {
             clock.renew(id, ttl, now);
@@ -146,11 +143,7 @@ impl PbLeaseService for LeaseService {
                 rev,
             )
         });
-        let remaining = node
-            .lease_clock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remaining(req.id, Instant::now());
+        let remaining = node.lease_clock().remaining(req.id, Instant::now());
         let resp = match (granted, remaining) {
             (Some(granted_ttl), Some(ttl)) => PbLeaseTimeToLiveResponse {
                 header: node.header(rev),

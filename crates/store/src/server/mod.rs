@@ -21,6 +21,7 @@ use crate::backend::RedbBackend;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::node::{self, Node};
+use crate::raft::LogStore;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
@@ -52,7 +53,11 @@ pub async fn serve(
         .map(|url| listen_addr(url))
         .collect::<Result<Vec<_>, _>>()?;
     let backend = RedbBackend::open(&config.data_dir)?;
-    let node = Node::start(config, Box::new(backend))?;
+    let log = LogStore::open(backend.database()).map_err(|e| StoreError::Raft {
+        during: "opening the log",
+        reason: e.to_string(),
+    })?;
+    let node = Node::start(config, Box::new(backend), log).await?;
     serve_node(node, &addrs, shutdown).await
 }
 
@@ -110,5 +115,6 @@ async fn serve_node(
     for t in background {
         t.abort();
     }
+    node.shutdown().await;
     result
 }

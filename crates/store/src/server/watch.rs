@@ -65,14 +65,14 @@ impl StreamState {
                 self.create(c.watch_id, spec);
             }
             Some(PbWatchRequestUnion::CancelRequest(c)) if self.ids.remove(&c.watch_id) => {
-                self.node.hub.cancel(self.id, c.watch_id);
+                self.node.hub().cancel(self.id, c.watch_id);
                 let _ = self.tx.send(PbWatchResponse {
                     canceled: true,
-                    ..self.node.hub.progress(c.watch_id)
+                    ..self.node.hub().progress(c.watch_id)
                 });
             }
             Some(PbWatchRequestUnion::ProgressRequest(_)) => {
-                let _ = self.tx.send(self.node.hub.progress(-1));
+                let _ = self.tx.send(self.node.hub().progress(-1));
             }
             Some(PbWatchRequestUnion::CancelRequest(_)) | None => {}
         }
@@ -83,7 +83,7 @@ impl StreamState {
             created: true,
             canceled: true,
             cancel_reason: reason.to_owned(),
-            ..self.node.hub.progress(-1)
+            ..self.node.hub().progress(-1)
         };
         if spec.range.bounds().is_none() {
             let _ = self.tx.send(refuse(EMPTY_RANGE));
@@ -110,15 +110,15 @@ impl StreamState {
     }
 
     fn progress_notify(&self) {
-        for id in self.node.hub.progress_watchers(self.id) {
-            let _ = self.tx.send(self.node.hub.progress(id));
+        for id in self.node.hub().progress_watchers(self.id) {
+            let _ = self.tx.send(self.node.hub().progress(id));
         }
     }
 }
 
 impl Drop for StreamState {
     fn drop(&mut self) {
-        self.node.hub.close_stream(self.id);
+        self.node.hub().close_stream(self.id);
     }
 }
 

@@ -1,0 +1,49 @@
+//! The store's log is openraft's: this module adapts openraft's storage traits to the store.
+//!
+//! - [`types`]: the type configuration (a log entry carries an [`crate::apply::Command`]).
+//! - [`codec`]: the deterministic byte encoding of entries, votes and log ids.
+//! - [`LogStore`]: `RaftLogStorage` on redb, one fsync per transaction of queued log operations.
+//! - [`StateMachineStore`]: `RaftStateMachine` over the pure [`crate::apply::StateMachine`].
+//! - [`NoNetwork`]: the peer transport seam; a one-member cluster needs none (issue #7 adds one).
+//!
+//! A single store is a one-member cluster: its member id is its raft node id, and it elects
+//! itself on start. Writes go through `Raft::client_write`, linearizable reads through
+//! `Raft::ensure_linearizable` (read index).
+
+pub mod codec;
+mod log_store;
+mod network;
+mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod suite;
+
+pub use log_store::LogStore;
+pub use network::NoNetwork;
+pub use state_machine::StateMachineStore;
+pub use types::{Raft, Response, TypeConfig};
+
+use std::time::Duration;
+
+/// A snapshot is built after this many applied entries; the log before it is then purged,
+/// keeping [`LOGS_KEPT_AFTER_SNAPSHOT`] entries for lagging followers.
+pub const SNAPSHOT_EVERY: u64 = 10_000;
+pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
+
+/// openraft's configuration for the store. Timeouts follow etcd's defaults (100 ms heartbeat,
+/// election after 1 s); a one-member cluster elects itself at once and never waits for them.
+pub fn raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "berth-store".to_owned(),
+        heartbeat_interval: 100,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        ..openraft::Config::default()
+    }
+}
+
+/// How long a starting member waits to become leader of its one-member cluster.
+pub const ELECTION_WAIT: Duration = Duration::from_secs(10);

@@ -3,9 +3,9 @@
 //! do itself (libcontainer clones its caller; docs/adr/0010).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use berth_runtime::supervisor::{ContainerState, StateDir};
+use nix::unistd::Pid;
 
 /// How to start the helper processes; the real one runs the `berth` binary, tests run their
 /// own test binary.
@@ -44,34 +44,10 @@ impl Launcher for BerthBinary {
 }
 
 /// Runs `launcher`'s supervisor command for `state_dir` and returns the supervisor's pid once
-/// the container runs, or the command's own words when it failed to start it.
-///
-/// The pid is read from `supervisor.pid`, or, when a short-lived container's supervisor has
-/// already exited and removed that file, from `SupervisorPid` in `state.json` (the exit is
-/// recorded there before the supervisor exits). A pid that is gone by the time the caller
-/// watches it is seen as an exit at once.
+/// the container runs, or the command's own words when it failed to start it. A pid that is
+/// gone by the time the caller watches it is seen as an exit at once.
 pub fn spawn_supervisor(launcher: &dyn Launcher, state_dir: &Path) -> Result<i32, String> {
-    let mut command = launcher.supervisor(state_dir);
-    let output = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|err| format!("cannot run the supervisor {command:?}: {err}"))?;
-    if !output.status.success() {
-        let said = [&output.stderr, &output.stdout]
-            .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
-            .join(" ");
-        return Err(format!("{} ({})", said.trim(), output.status));
-    }
-    let dir = StateDir::new(state_dir);
-    std::fs::read_to_string(dir.pid_file())
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .or_else(|| {
-            ContainerState::read(&dir.state())
-                .ok()
-                .map(|state| state.supervisor_pid)
-        })
-        .ok_or_else(|| format!("the supervisor in {} left no pid", state_dir.display()))
+    berth_runtime::supervisor::spawn_supervisor_command(launcher.supervisor(state_dir), state_dir)
+        .map(Pid::as_raw)
+        .map_err(|err| err.to_string())
 }

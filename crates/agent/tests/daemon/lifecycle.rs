@@ -152,7 +152,6 @@ fn exec_runs_a_process_in_the_container_with_stdin_and_its_exit_code() {
 }
 
 #[test]
-#[ignore = "needs the supervisor's attach.sock (SupervisorConfig.stdin), not on main yet"]
 fn attach_feeds_the_containers_stdin_and_follow_reads_its_output() {
     let host = Host::new();
     let _daemon = host.daemon();

@@ -16,7 +16,7 @@ use nix::unistd::{ForkResult, Pid, dup2, fork, pipe2, setsid};
 use super::SupervisorError;
 use super::config::{StateDir, SupervisorConfig};
 use super::run::Supervisor;
-use super::state::write_atomically;
+use super::state::{ContainerState, write_atomically};
 
 /// What the detached supervisor writes on the readiness pipe once the container runs.
 const READY: &str = "ready\n";
@@ -51,12 +51,24 @@ pub fn spawn_supervisor_command(
             .join(" ");
         return Err(error(format!("{} ({})", said.trim(), output.status)));
     }
-    let pid_file = StateDir::new(state_dir).pid_file();
-    std::fs::read_to_string(&pid_file)
+    // A container that exits at once may have a supervisor that is already done and has
+    // removed its pid file; its exit record, written before, names it.
+    let dir = StateDir::new(state_dir);
+    std::fs::read_to_string(dir.pid_file())
         .ok()
         .and_then(|text| text.trim().parse().ok())
+        .or_else(|| {
+            ContainerState::read(&dir.state())
+                .ok()
+                .map(|state| state.supervisor_pid)
+        })
         .map(Pid::from_raw)
-        .ok_or_else(|| error(format!("no pid in {}", pid_file.display())))
+        .ok_or_else(|| {
+            error(format!(
+                "the supervisor in {} left no pid",
+                state_dir.display()
+            ))
+        })
 }
 
 /// Starts supervising the container of `state_dir`: forks a supervisor into a new session

@@ -170,16 +170,24 @@ for round in $(seq 1 "$runs"); do
 	done
 done
 
-# Footprints: the daemon idle, and the supervisor of one running container.
-daemon_rss="" supervisor_rss=""
+# Footprints: the daemon idle, and the supervisors of ten running containers. A supervisor's
+# RSS counts the berth binary's text, which every supervisor (and the daemon) shares through
+# the page cache; its PSS splits shared pages among their users and its private dirty pages
+# are what each one costs alone, so all three are reported (medians over the ten).
+daemon_rss="" supervisor_rss="" supervisor_pss="" supervisor_private=""
 vmrss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+rollup() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/smaps_rollup"; }
 if [[ -n "$daemon_pid" ]]; then
 	sleep 2
 	daemon_rss="$(vmrss "$daemon_pid")"
-	"$berth" --host "$berth_host" run -d --network none "$image" sleep 1000 >/dev/null
+	for _ in $(seq 10); do
+		"$berth" --host "$berth_host" run -d --network none "$image" sleep 1000 >/dev/null
+	done
 	sleep 1
 	for pid in $(pgrep -f "supervise.*$broot" || true); do
 		supervisor_rss="$supervisor_rss $(vmrss "$pid")"
+		supervisor_pss="$supervisor_pss $(rollup "$pid" Pss)"
+		supervisor_private="$supervisor_private $(rollup "$pid" Private_Dirty)"
 	done
 fi
 
@@ -196,9 +204,10 @@ if [[ -n "$berth_note" ]]; then
 	echo "berth not measured: $berth_note."
 	echo
 fi
-python3 - "$raw" "$daemon_rss" "$supervisor_rss" <<'PY'
+python3 - "$raw" "$daemon_rss" "$supervisor_rss" "$supervisor_pss" "$supervisor_private" <<'PY'
 import statistics, sys
 raw, daemon_rss, supervisor_rss = sys.argv[1], sys.argv[2], sys.argv[3].split()
+supervisor_pss, supervisor_private = sys.argv[4].split(), sys.argv[5].split()
 samples = {}
 for line in open(raw).read().splitlines()[1:]:
     _, tool, us = line.split("\t")
@@ -218,7 +227,10 @@ if "berth" in med:
     print(f"berth / runc: {med['berth'] / med['runc']:.2f} (goal ≤ 2)")
 if daemon_rss:
     print(f"\nberth daemon idle RSS: {int(daemon_rss) / 1024:.1f} MiB")
+def median_mib(kib):
+    return statistics.median(int(k) for k in kib) / 1024
 if supervisor_rss:
-    print("berth supervisor RSS (one running container): "
-          + ", ".join(f"{int(k) / 1024:.1f} MiB" for k in supervisor_rss))
+    print(f"berth supervisor, median of {len(supervisor_rss)} running containers: "
+          f"RSS {median_mib(supervisor_rss):.1f} MiB, PSS {median_mib(supervisor_pss):.1f} MiB, "
+          f"private dirty {median_mib(supervisor_private):.1f} MiB (goal < 2 MiB per container)")
 PY

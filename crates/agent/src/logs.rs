@@ -8,15 +8,21 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use berth_client::api::LogRecord;
 use berth_runtime::supervisor::StateDir;
 use chrono::{DateTime, Utc};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-/// How often a follower looks for new records.
-const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// The longest a follower waits between looks for new records; it wakes at once when the
+/// state directory changes (a record written, a rotation, the supervisor's pid file removed
+/// as it exits), so this only bounds how late an exit noticed otherwise is seen.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// The most rotated files looked at (the supervisor keeps `max_file - 1`).
 const MAX_ROTATED: u32 = 100;
 
@@ -95,6 +101,7 @@ pub fn stream_logs(
     if !follow {
         return Ok(());
     }
+    let changes = DirChanges::watch(dir.path());
     loop {
         // Read `finished` before draining, so records written before the exit are sent.
         let done = finished();
@@ -122,7 +129,35 @@ pub fn stream_logs(
         if done && !rotated {
             return Ok(());
         }
-        std::thread::sleep(FOLLOW_POLL);
+        match &changes {
+            Some(changes) => changes.wait(FOLLOW_POLL),
+            None => std::thread::sleep(FOLLOW_POLL),
+        }
+    }
+}
+
+/// An inotify watch on a state directory: a follower sleeps until something in it changes.
+struct DirChanges(Inotify);
+
+impl DirChanges {
+    /// `None` when inotify is not available (the follower then polls).
+    fn watch(dir: &Path) -> Option<Self> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+        let events = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM;
+        inotify.add_watch(dir, events).ok()?;
+        Some(Self(inotify))
+    }
+
+    /// Waits until something changed or `limit` passed, and forgets what changed.
+    fn wait(&self, limit: Duration) {
+        let timeout = PollTimeout::try_from(limit.as_millis()).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, timeout);
+        while matches!(self.0.read_events(), Ok(events) if !events.is_empty()) {}
     }
 }
 

@@ -272,7 +272,10 @@ async fn logs(
     let (tx, rx) = mpsc::channel(64);
     tokio::task::spawn_blocking(move || {
         let id = view.record.id.clone();
-        let finished = || !manager.is_supervised(&id);
+        // The supervisor removes its pid file when it is done, after the last record; that
+        // is seen before the daemon's pidfd watch marks the container unsupervised.
+        let pid_file = view.dir.pid_file();
+        let finished = || !manager.is_supervised(&id) || !pid_file.exists();
         let result = stream_logs(&view.dir, &log_query, follow, &finished, &mut |record| {
             tx.blocking_send(Ok(line(&record))).is_ok()
         });

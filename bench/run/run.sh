@@ -3,7 +3,8 @@
 # a bare `runc run` of an equivalent bundle and `podman --runtime runc run --rm --network none
 # IMG true`, interleaved in one run (the order rotates every round), on the same busybox rootfs.
 # Also the berth daemon's idle RSS and one supervisor's RSS (`berth supervise` of a running
-# `run -d` container), from /proc/<pid>/status VmRSS.
+# `run -d` container), from /proc/<pid>/status VmRSS. `runc-spec` is bare runc running the
+# spec berth generates for the same container (berth's seccomp profile and all).
 #
 # Every tool gets isolated temp state: berth a daemon of its own (--root, --run-dir, a store on
 # a free loopback port); runc its own --root; podman its own --root/--runroot, cgroupfs, a file
@@ -125,7 +126,21 @@ fi
 
 tools=(runc podman)
 if [[ -z "$berth_note" ]]; then
-	tools=(berth runc podman)
+	# runc-spec: the very spec berth makes for this container (docker's seccomp profile,
+	# capabilities, masked paths, rlimits), run by bare runc: the equivalent bundle the
+	# issue compares against. `runc spec`'s default has no seccomp filter, so it is cheaper.
+	id="$("$berth" --host "$berth_host" create --network none "$image" true)"
+	mkdir -p "$work/bundle-berth"
+	cp -a "$rootfs" "$work/bundle-berth/rootfs"
+	python3 - "$broot/containers/$id/bundle/config.json" "$work/bundle-berth/config.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["root"]["path"] = "rootfs"
+spec["linux"].pop("cgroupsPath", None)
+json.dump(spec, open(sys.argv[2], "w"), indent=1)
+PY
+	"$berth" --host "$berth_host" rm "$id" >/dev/null
+	tools=(berth runc runc-spec podman)
 fi
 
 # once TOOL RUN: one container from start to exit; prints the wall time in microseconds, or
@@ -137,6 +152,7 @@ once() {
 	case "$tool" in
 	berth) "$berth" --host "$berth_host" run --rm --network none "$image" true >"$log" 2>&1 || status=$? ;;
 	runc) runc --root "$work/runc" run -b "$work/bundle" "bench-$run" </dev/null >"$log" 2>&1 || status=$? ;;
+	runc-spec) runc --root "$work/runc" run -b "$work/bundle-berth" "bench-b$run" </dev/null >"$log" 2>&1 || status=$? ;;
 	podman) "${podman_cmd[@]}" run --rm --network none "${ulimits[@]}" "$image" true >"$log" 2>&1 || status=$? ;;
 	esac
 	end="$EPOCHREALTIME"
@@ -215,7 +231,7 @@ for line in open(raw).read().splitlines()[1:]:
 med = {tool: statistics.median(v) for tool, v in samples.items()}
 print("| tool | runs | median ms | min ms | max ms |")
 print("|---|---:|---:|---:|---:|")
-for tool in ("berth", "runc", "podman"):
+for tool in ("berth", "runc", "runc-spec", "podman"):
     if tool in samples:
         v = samples[tool]
         print(f"| {tool} | {len(v)} | {med[tool]:.1f} | {min(v):.1f} | {max(v):.1f} |")
@@ -225,6 +241,9 @@ if "runc" in med and "podman" in med:
 if "berth" in med:
     print(f"berth / podman: {med['berth'] / med['podman']:.2f} (goal ≤ 0.5)")
     print(f"berth / runc: {med['berth'] / med['runc']:.2f} (goal ≤ 2)")
+if "berth" in med and "runc-spec" in med:
+    print(f"berth / runc-spec (runc running berth's own spec): "
+          f"{med['berth'] / med['runc-spec']:.2f} (goal ≤ 2)")
 if daemon_rss:
     print(f"\nberth daemon idle RSS: {int(daemon_rss) / 1024:.1f} MiB")
 def median_mib(kib):

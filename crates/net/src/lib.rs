@@ -57,23 +57,6 @@
 //! writes the files), DNS over TCP, AAAA and forwarding, IPv6 networks, cross-host subnets
 //! leased from the store.
 
-macro_rules! serde_as_string {
-    ($type:ty) => {
-        impl serde::Serialize for $type {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $type {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 mod attach;
 pub mod cni;
 pub mod dns;

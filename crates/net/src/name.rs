@@ -66,7 +66,7 @@ impl fmt::Debug for NetworkName {
     }
 }
 
-serde_as_string!(NetworkName);
+berth_types::serde_as_string!(NetworkName);
 
 #[cfg(test)]
 mod tests {

@@ -124,7 +124,7 @@ impl fmt::Debug for Subnet {
     }
 }
 
-serde_as_string!(Subnet);
+berth_types::serde_as_string!(Subnet);
 
 #[cfg(test)]
 mod tests {

@@ -12,22 +12,34 @@
 
 /// Serializes a type as its `Display` string and deserializes it through `FromStr`, so
 /// values are validated when read back from JSON as when parsed from the command line.
+/// Exported for the validated types of other crates (`berth_types::serde_as_string!(T)`).
+#[macro_export]
 macro_rules! serde_as_string {
     ($type:ty) => {
-        impl serde::Serialize for $type {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl $crate::__serde::Serialize for $type {
+            fn serialize<S: $crate::__serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(self)
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $type {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
+        impl<'de> $crate::__serde::Deserialize<'de> for $type {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                let s = <String as $crate::__serde::Deserialize>::deserialize(deserializer)?;
+                s.parse()
+                    .map_err(<D::Error as $crate::__serde::de::Error>::custom)
             }
         }
     };
 }
+
+/// serde, for [`serde_as_string!`] expanded in other crates.
+#[doc(hidden)]
+pub use serde as __serde;
 
 mod container_id;
 mod container_name;

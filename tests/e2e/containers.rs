@@ -231,6 +231,21 @@ fn exec_runs_in_the_container_and_returns_its_exit_code() {
     let out = child.wait_with_output().unwrap();
     assert_eq!((code(&out), stdout(&out).trim()), (0, "100000"));
 
+    // -t runs the process on a terminal of its own (one stream, CRLF line ends).
+    let out = daemon.run(&[
+        "exec",
+        "-t",
+        "box",
+        "sh",
+        "-c",
+        "tty; echo to-stderr >&2; exit 2",
+    ]);
+    assert_eq!(code(&out), 2, "{out:?}");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(lines[1], "to-stderr", "{out:?}");
+
     let out = daemon.run(&["exec", "box", "/no/such/command"]);
     assert_ne!(code(&out), 0, "{out:?}");
     daemon.ok(&["rm", "-f", "box"]);

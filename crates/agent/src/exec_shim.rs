@@ -3,13 +3,16 @@
 //! it and exits with its code. The daemon pumps its pipes to and from the client's frames;
 //! it never calls libcontainer's exec itself (libcontainer clones its caller; ADR 10).
 
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use berth_client::api::ExecRequest;
-use berth_runtime::supervisor::{StateDir, SupervisorConfig};
+use berth_runtime::supervisor::{ConsoleSocket, StateDir, SupervisorConfig};
 use berth_runtime::{
     ContainerDriver, EnvVar, ExecOptions, LibcontainerDriver, Stdio, UserDb, UserSpec,
 };
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::record::ContainerRecord;
 
@@ -51,6 +54,7 @@ pub fn exec_options(state_dir: &Path, request: &ExecRequest) -> Result<ExecOptio
         env,
         workdir,
         user,
+        tty: request.tty,
     })
 }
 
@@ -71,8 +75,92 @@ fn try_run(state_dir: &Path, request_json: &str) -> Result<i32, String> {
     let options = exec_options(state_dir, &request)?;
     let config = SupervisorConfig::load(&StateDir::new(state_dir)).map_err(|e| e.to_string())?;
     let driver = LibcontainerDriver::new(&config.runtime_root).map_err(|e| e.to_string())?;
+    if !options.tty {
+        let pid = driver
+            .exec(&config.id, &options, Stdio::default())
+            .map_err(|e| e.to_string())?;
+        return driver.wait_exec(&config.id, pid).map_err(|e| e.to_string());
+    }
+    // The console socket lives in the temp dir: a path under the state dir could pass the
+    // 108 bytes a unix socket path may have.
+    let socket_path = std::env::temp_dir().join(format!("berth-exec-{}.sock", std::process::id()));
+    let console = ConsoleSocket::bind(&socket_path).map_err(|e| e.to_string())?;
+    let stdio = Stdio {
+        console_socket: Some(console.path().to_owned()),
+        ..Stdio::default()
+    };
     let pid = driver
-        .exec(&config.id, &options, Stdio::default())
+        .exec(&config.id, &options, stdio)
         .map_err(|e| e.to_string())?;
-    driver.wait_exec(&config.id, pid).map_err(|e| e.to_string())
+    let relayed = console
+        .receive_master()
+        .map_err(|e| format!("the process sent no terminal: {e}"))
+        .and_then(|master| relay_terminal(master).map_err(|e| e.to_string()));
+    let code = driver
+        .wait_exec(&config.id, pid)
+        .map_err(|e| e.to_string())?;
+    relayed.map(|()| code)
+}
+
+/// Copies the shim's stdin to the terminal and the terminal to the shim's stdout until the
+/// process's side of the terminal is closed (the master then reads EIO).
+fn relay_terminal(master: OwnedFd) -> std::io::Result<()> {
+    set_window_size(&master, DEFAULT_ROWS, DEFAULT_COLUMNS);
+    let mut master = std::fs::File::from(master);
+    let mut stdin = Some(std::io::stdin().lock());
+    let mut stdout = std::io::stdout().lock();
+    let mut buffer = vec![0u8; 32 * 1024];
+    loop {
+        let (input_ready, output_ready) = {
+            let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+            if let Some(input) = &stdin {
+                fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(err) => return Err(err.into()),
+                Ok(_) => {}
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (fds.get(1).is_some_and(ready), ready(&fds[0]))
+        };
+        if output_ready {
+            match master.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    stdout.write_all(&buffer[..n])?;
+                    stdout.flush()?;
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                // EIO: every process holding the terminal's other side is gone.
+                Err(err) if err.raw_os_error() == Some(libc::EIO) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+        if input_ready && let Some(input) = &mut stdin {
+            match input.read(&mut buffer) {
+                // The client's input ended; the terminal stays (as `docker exec -it`).
+                Ok(0) | Err(_) => stdin = None,
+                Ok(n) => master.write_all(&buffer[..n])?,
+            }
+        }
+    }
+}
+
+/// The terminal's size until the client says otherwise (docker's default).
+const DEFAULT_ROWS: u16 = 24;
+const DEFAULT_COLUMNS: u16 = 80;
+
+fn set_window_size(master: &OwnedFd, rows: u16, columns: u16) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call;
+    // the fd is a terminal master this function borrows.
+    unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+    }
 }

@@ -11,7 +11,7 @@
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
 //!
-//! Not done yet: a terminal for exec, output frames on attach (output is read with
+//! Not done yet: resizing an exec's terminal (it is 24x80), output frames on attach (output is read with
 //! `logs --follow`), remounting rootfs overlays after a reboot, and anything using the
 //! store (`--store-endpoints` is only validated).
 

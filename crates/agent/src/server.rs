@@ -468,11 +468,6 @@ async fn exec(
             "exec needs an upgrade to the stream protocol (Connection: Upgrade, Upgrade: {UPGRADE_PROTOCOL})"
         )));
     };
-    if exec_request.tty {
-        return Err(AgentError::BadRequest(
-            "a terminal for exec (Tty) is not supported yet".into(),
-        ));
-    }
     if exec_request.cmd.is_empty() {
         return Err(AgentError::BadRequest("Cmd is required".into()));
     }

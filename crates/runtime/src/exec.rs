@@ -28,6 +28,9 @@ pub struct ExecOptions {
     pub workdir: Option<ContainerPath>,
     /// `-u`, resolved by the caller against the container's rootfs.
     pub user: Option<ResolvedUser>,
+    /// `-t`: the process gets a pseudo-terminal, whose master reaches the caller on
+    /// [`crate::Stdio::console_socket`] (which must then be set).
+    pub tty: bool,
 }
 
 /// Loads `seccomp` (when set) and then execs the process as libcontainer's default executor

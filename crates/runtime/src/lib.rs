@@ -27,7 +27,9 @@
 //!   records exits in `state.json`, applies the restart policy and answers a control socket,
 //!   and outlives whoever spawned it.
 //!
-//! Not here yet (issue #3): a terminal for exec, the v2 device cgroup (`CAP_MKNOD` is
+//! An exec with [`ExecOptions::tty`] gets a terminal the same way.
+//!
+//! Not here yet (issue #3): the v2 device cgroup (`CAP_MKNOD` is
 //! withheld on v2 until then), and
 //! `/etc/hosts`/`resolv.conf` (with networking, #5).
 

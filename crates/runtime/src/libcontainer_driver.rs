@@ -70,6 +70,35 @@ fn failed_build(err: &dyn Error, written_pid: Option<Pid>) -> String {
 }
 
 /// Hands the given stdio fds to the process libcontainer will clone.
+/// The process.json of one exec with a terminal, removed when dropped.
+struct ProcessFile(PathBuf);
+
+impl ProcessFile {
+    fn write(
+        state_root: &Path,
+        id: &ContainerId,
+        process: &oci_spec::runtime::Process,
+    ) -> Result<Self, String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = state_root.join(format!("exec-{id}-{}-{n}.json", std::process::id()));
+        let json = serde_json::to_vec(process).map_err(|err| err.to_string())?;
+        std::fs::write(&path, json)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ProcessFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn with_stdio(mut builder: ContainerBuilder, stdio: Stdio) -> ContainerBuilder {
     if let Some(fd) = stdio.stdin {
         builder = builder.with_stdin(fd);
@@ -221,6 +250,30 @@ impl ContainerDriver for LibcontainerDriver {
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         };
         let pid_file = PidFile::new(&self.state_root, id);
+        // With a terminal, the process is given whole as a process.json (libcontainer's
+        // tenant builder takes `terminal` only from there): the container's process with this
+        // exec's command, environment, directory and user.
+        let process_file = if options.tty {
+            let mut exec_process = process.clone();
+            let mut merged: Vec<String> = process.env().clone().unwrap_or_default();
+            for (name, value) in &env {
+                merged.retain(|entry| entry.split_once('=').map(|(n, _)| n) != Some(name));
+                merged.push(format!("{name}={value}"));
+            }
+            let mut user = process.user().clone();
+            user.set_uid(uid);
+            user.set_gid(gid);
+            user.set_additional_gids(Some(additional_gids.clone()));
+            exec_process
+                .set_args(Some(options.args.clone()))
+                .set_env(Some(merged))
+                .set_cwd(cwd.clone())
+                .set_user(user)
+                .set_terminal(Some(true));
+            Some(ProcessFile::write(&self.state_root, id, &exec_process).map_err(error)?)
+        } else {
+            None
+        };
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.state_root)
             .and_then(|b| b.with_pid_file(Some(pid_file.path())))
@@ -228,6 +281,7 @@ impl ContainerDriver for LibcontainerDriver {
             .with_executor(executor);
         let built = with_stdio(builder, stdio)
             .as_tenant()
+            .with_process(process_file.as_ref().map(ProcessFile::path))
             .with_container_args(options.args.clone())
             .with_env(env)
             .with_cwd(Some(cwd))

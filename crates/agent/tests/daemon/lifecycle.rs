@@ -152,6 +152,36 @@ fn exec_runs_a_process_in_the_container_with_stdin_and_its_exit_code() {
 }
 
 #[test]
+fn exec_with_a_terminal_runs_on_a_pty_and_takes_stdin_through_it() {
+    let host = Host::new();
+    let _daemon = host.daemon();
+    let socket = host.socket();
+    let id = run(&socket, &["sleep", "1000"], json!({}));
+    let result = stream(
+        &socket,
+        &format!("/v1/containers/{id}/exec"),
+        json!({
+            "Cmd": ["sh", "-c", "tty; read line; echo \"got $line\"; exit 3"],
+            "Tty": true,
+            "AttachStdin": true,
+        }),
+        b"typed\n",
+    );
+    assert_eq!(result.exit_code, Some(3), "{result:?}");
+    // (The test's exec shim is this test binary, which prints a line of its own first.)
+    let from_tty = &result.stdout[result.stdout.find("/dev/pts/").expect("tty's answer")..];
+    let lines: Vec<&str> = from_tty.split("\r\n").collect();
+    // The terminal echoes what was typed before the shell answers.
+    assert_eq!(lines[1..3], ["typed", "got typed"], "{result:?}");
+    assert_eq!(result.stderr, "", "a terminal is one stream: {result:?}");
+    assert_eq!(
+        delete(&socket, &format!("/v1/containers/{id}?force=1")).status,
+        StatusCode::NO_CONTENT
+    );
+    host.assert_nothing_left(&[id]);
+}
+
+#[test]
 fn attach_feeds_the_containers_stdin_and_follow_reads_its_output() {
     let host = Host::new();
     let _daemon = host.daemon();

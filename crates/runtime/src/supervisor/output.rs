@@ -145,15 +145,17 @@ fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-/// The listening console socket of one `create`; removed when dropped.
+/// The listening console socket of one `create` (or of an exec with a terminal); removed
+/// when dropped.
 #[derive(Debug)]
-pub(crate) struct ConsoleSocket {
+pub struct ConsoleSocket {
     listener: UnixListener,
     path: PathBuf,
 }
 
 impl ConsoleSocket {
-    fn bind(path: &Path) -> std::io::Result<Self> {
+    /// Listens at `path`, replacing a stale socket.
+    pub fn bind(path: &Path) -> std::io::Result<Self> {
         match std::fs::remove_file(path) {
             Err(err) if err.kind() != ErrorKind::NotFound => return Err(err),
             _ => {}
@@ -166,7 +168,7 @@ impl ConsoleSocket {
 
     /// The pty master the container's init sent during `create` (its connection waits in
     /// the listen backlog, so no second thread has to accept it meanwhile).
-    fn receive_master(&self) -> std::io::Result<OwnedFd> {
+    pub fn receive_master(&self) -> std::io::Result<OwnedFd> {
         self.listener.set_nonblocking(true)?;
         let (stream, _) = self.listener.accept()?;
         stream.set_nonblocking(false)?;
@@ -189,6 +191,13 @@ impl ConsoleSocket {
             }
         }
         Err(std::io::Error::other("the container sent no terminal"))
+    }
+}
+
+impl ConsoleSocket {
+    /// Where it listens: the path for [`Stdio::console_socket`].
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -92,6 +92,7 @@ fn exec_runs_in_the_container_with_its_user_seccomp_and_namespaces() {
         env: vec!["FROM_EXEC=exec".parse().expect("env")],
         workdir: Some("/tmp".parse().expect("workdir")),
         user: None,
+        tty: false,
     };
     let pid = sandbox
         .driver
@@ -114,6 +115,60 @@ fn exec_runs_in_the_container_with_its_user_seccomp_and_namespaces() {
     assert!(matches!(err, DriverError::Exec { .. }), "{err}");
     assert!(err.to_string().contains("/no/such/command"), "{err}");
     sandbox.assert_no_zombie_children();
+    sandbox.driver.delete(&sandbox.id).expect("delete");
+    sandbox.assert_nothing_left();
+}
+
+#[test]
+fn exec_with_a_terminal_hands_its_master_over_and_keeps_user_env_and_seccomp() {
+    use std::io::Read;
+    let sandbox = Sandbox::new();
+    let container = RunOptions {
+        user: Some("nobody".parse().expect("user")),
+        env: vec!["FROM_RUN=run".parse().expect("env")],
+        ..options()
+    };
+    sandbox.start(container, &["sleep", "30"]);
+    let console = berth_runtime::supervisor::ConsoleSocket::bind(
+        &sandbox.dir.path().join("exec-console.sock"),
+    )
+    .expect("console socket");
+    let exec = ExecOptions {
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "tty; id -u; echo $FROM_RUN $FROM_EXEC; pwd; grep Seccomp: /proc/self/status; exit 4"
+                .into(),
+        ],
+        env: vec!["FROM_EXEC=exec".parse().expect("env")],
+        workdir: Some("/tmp".parse().expect("workdir")),
+        user: None,
+        tty: true,
+    };
+    let stdio = Stdio {
+        console_socket: Some(console.path().to_owned()),
+        ..Stdio::default()
+    };
+    let pid = sandbox
+        .driver
+        .exec(&sandbox.id, &exec, stdio)
+        .expect("exec");
+    let mut master = std::fs::File::from(console.receive_master().expect("terminal"));
+    let mut output = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The master reads EIO once the process's side is closed.
+    while let Ok(n @ 1..) = master.read(&mut buffer) {
+        output.extend_from_slice(&buffer[..n]);
+    }
+    assert_eq!(sandbox.driver.wait_exec(&sandbox.id, pid).expect("wait"), 4);
+    let output = String::from_utf8_lossy(&output);
+    let lines: Vec<&str> = output.split("\r\n").collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{output:?}");
+    assert_eq!(
+        lines[1..5],
+        ["65534", "run exec", "/tmp", "Seccomp:\t2"],
+        "{output:?}"
+    );
     sandbox.driver.delete(&sandbox.id).expect("delete");
     sandbox.assert_nothing_left();
 }

@@ -3,7 +3,7 @@
 //! Containers keep running when the daemon stops: they belong to their supervisors.
 
 use std::fs::{File, OpenOptions};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,17 +124,37 @@ impl Daemon {
         &self.manager
     }
 
-    /// Serves the API until `shutdown` completes, then stops accepting and returns (the
-    /// socket file is removed; containers keep running).
+    /// Serves the API until `shutdown` completes, then stops accepting and returns once the
+    /// requests under way have finished, or after [`SHUTDOWN_GRACE`] at the latest: a
+    /// `logs --follow` or `wait` client never finishes by itself and must not keep the daemon
+    /// up. The socket file is removed; containers keep running.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         let socket = self.manager.paths().socket();
-        let result = axum::serve(self.listener, router(Arc::clone(&self.manager)))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(io("serve on", &socket));
+        let (asked_tx, asked_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = asked_tx.send(());
+        };
+        let server = axum::serve(self.listener, router(Arc::clone(&self.manager)))
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let grace_over = async move {
+            match asked_rx.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+                // The signal future is gone only with the server, which has returned.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            served = server => served.map_err(io("serve on", &socket)),
+            () = grace_over => {
+                tracing::info!("requests still under way after {SHUTDOWN_GRACE:?}; leaving them");
+                Ok(())
+            }
+        };
         let _ = std::fs::remove_file(&socket);
         result
     }

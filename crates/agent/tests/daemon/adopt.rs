@@ -5,7 +5,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::support::{Host, delete, eventually, get, logged, post, run};
+use crate::support::{Host, WAIT_LIMIT, delete, eventually, get, logged, post, run};
 
 const TICKER: &[&str] = &["sh", "-c", "while true; do echo tick; sleep 0.2; done"];
 
@@ -34,6 +34,19 @@ fn running_containers_survive_the_daemon_and_are_adopted() {
         ids[1]
     );
     std::io::Write::write_all(&mut follower, follow.as_bytes()).expect("request");
+    // Stop only once the answer is streaming: a request not yet read would simply be dropped.
+    follower.set_read_timeout(Some(WAIT_LIMIT)).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut follower, &mut byte).expect("the follower's answer");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     daemon.stop();
     let log = host.paths.containers().join(&ids[1]).join("container.log");
     let before = std::fs::read_to_string(&log).unwrap().lines().count();

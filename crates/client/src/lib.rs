@@ -10,6 +10,8 @@
 pub mod api;
 mod client;
 pub mod frame;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use client::{
     Changed, Client, ClientError, FrameReader, FrameStream, FrameWriter, Host, HostError,

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::Globals;
 use crate::cmd::progress::LayerBars;
+use crate::cmd::table;
 use crate::cmd::units::{human_age, human_size};
 
 #[derive(Debug, Subcommand)]
@@ -204,9 +205,7 @@ fn ls(store: &Store, args: &LsArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         }
         Format::Table => {
-            let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::NOTHING);
-            table.set_header(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+            let mut rows = Vec::new();
             for image in &images {
                 let id = if args.no_trunc {
                     image.id.to_string()
@@ -219,23 +218,27 @@ fn ls(store: &Store, args: &LsArgs) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "N/A".to_owned(), human_age);
                 let size = human_size(image.unpacked_size);
                 if image.names.is_empty() {
-                    table.add_row(["<none>", "<none>", &id, &created, &size]);
+                    rows.push([
+                        "<none>".to_owned(),
+                        "<none>".to_owned(),
+                        id.clone(),
+                        created.clone(),
+                        size.clone(),
+                    ]);
                 }
                 for name in &image.names {
-                    let tag = name.tag().unwrap_or("<none>");
-                    table.add_row([
-                        name.familiar_repository().as_str(),
+                    let tag = name.tag().unwrap_or("<none>").to_owned();
+                    rows.push([
+                        name.familiar_repository(),
                         tag,
-                        &id,
-                        &created,
-                        &size,
+                        id.clone(),
+                        created.clone(),
+                        size.clone(),
                     ]);
                 }
             }
-            for column in table.column_iter_mut() {
-                column.set_padding((0, 3));
-            }
-            writeln!(out, "{}", table.trim_fmt())?;
+            let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+            writeln!(out, "{}", table::plain(&header, rows))?;
         }
     }
     Ok(ExitCode::SUCCESS)

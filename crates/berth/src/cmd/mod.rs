@@ -8,4 +8,5 @@ pub mod progress;
 pub mod pull;
 pub mod store;
 pub mod supervise;
+pub mod table;
 pub mod units;

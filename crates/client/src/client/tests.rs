@@ -1,58 +1,19 @@
 //! The client against a small real HTTP server (hyper's) on a temp unix socket.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame as BodyFrame, Incoming};
-use hyper::service::service_fn;
+use hyper::body::Frame as BodyFrame;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
 
 use super::*;
 use crate::api::{ExitFrame, WaitResponse};
 use crate::frame::{Frame, FrameDecoder, StreamId};
-
-type Body = BoxBody<Bytes, Infallible>;
-
-/// Serves every connection on `socket` with `handler`, upgrades included, until the test ends.
-fn serve<F, Fut>(socket: &Path, handler: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = UnixListener::bind(socket).unwrap();
-    let handler = Arc::new(handler);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let answer = handler(request);
-                    async move { Ok::<_, Infallible>(answer.await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-}
-
-fn answer(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())).boxed());
-    *response.status_mut() = status;
-    response
-}
+use crate::testing::{answer, serve};
 
 fn client_at(dir: &tempfile::TempDir) -> (Client, std::path::PathBuf) {
     let socket = dir.path().join("berth.sock");

@@ -117,7 +117,7 @@ mod tests {
 
     use super::*;
     use crate::cmd::container::block_on;
-    use crate::cmd::container::test_server::{answer, serve};
+    use berth_client::testing::{answer, serve};
 
     #[derive(Debug, Parser)]
     struct Cli {

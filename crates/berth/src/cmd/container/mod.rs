@@ -14,8 +14,6 @@ mod ps;
 mod run;
 mod stats;
 mod stdio;
-#[cfg(test)]
-mod test_server;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -8,6 +8,7 @@ use berth_client::api::ContainerSummary;
 use clap::{Args, ValueEnum};
 
 use super::format::{ellipsis, short_id};
+use crate::cmd::table::plain;
 use crate::cmd::units::human_age;
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -60,35 +61,32 @@ pub async fn ps(client: &Client, args: PsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn table(containers: &[ContainerSummary], no_trunc: bool) -> String {
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header([
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "NAMES",
-    ]);
-    for c in containers {
+    let rows = containers.iter().map(|c| {
         let (id, command) = if no_trunc {
             (c.id.clone(), c.command.clone())
         } else {
             (short_id(&c.id).to_owned(), ellipsis(&c.command, 20))
         };
-        table.add_row([
+        [
             id,
             c.image.clone(),
             format!("{command:?}"),
             human_age(&c.created),
             c.status.clone(),
             c.name.clone(),
-        ]);
-    }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 3));
-    }
-    table.trim_fmt()
+        ]
+    });
+    plain(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ],
+        rows,
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 
 use super::*;
-use crate::cmd::container::test_server::{answer, serve};
+use berth_client::testing::{answer, serve};
 
 #[derive(Debug, Parser)]
 struct Cli {

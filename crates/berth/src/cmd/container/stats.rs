@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::format::{binary_size, decimal_size, percent, short_id};
 use super::ps::Format;
 use super::report;
+use crate::cmd::table::plain;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -147,25 +148,14 @@ fn print(samples: &[Stats], args: &StatsArgs, clear: bool) -> anyhow::Result<()>
 }
 
 fn table(samples: &[Stats], no_trunc: bool) -> String {
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header([
-        "CONTAINER ID",
-        "NAME",
-        "CPU %",
-        "MEM USAGE / LIMIT",
-        "MEM %",
-        "BLOCK I/O",
-        "PIDS",
-    ]);
-    for s in samples {
+    let rows = samples.iter().map(|s| {
         let id = if no_trunc { &s.id } else { short_id(&s.id) };
         let memory_percent = if s.memory_limit == 0 {
             0.0
         } else {
             s.memory_usage as f64 * 100.0 / s.memory_limit as f64
         };
-        table.add_row([
+        [
             id.to_owned(),
             s.name.clone(),
             percent(s.cpu_percent),
@@ -181,13 +171,21 @@ fn table(samples: &[Stats], no_trunc: bool) -> String {
                 decimal_size(s.block_write_bytes)
             ),
             s.pids.to_string(),
-        ]);
-    }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 3));
-    }
-    table.trim_fmt()
+        ]
+    });
+    plain(&COLUMNS, rows)
 }
+
+/// docker's columns.
+const COLUMNS: [&str; 7] = [
+    "CONTAINER ID",
+    "NAME",
+    "CPU %",
+    "MEM USAGE / LIMIT",
+    "MEM %",
+    "BLOCK I/O",
+    "PIDS",
+];
 
 #[cfg(test)]
 mod tests {
@@ -209,6 +207,8 @@ mod tests {
         };
         let text = table(&[sample], false);
         let lines: Vec<&str> = text.lines().collect();
+        let header: Vec<&str> = lines[0].split("   ").map(str::trim).collect();
+        let header: Vec<&str> = header.into_iter().filter(|c| !c.is_empty()).collect();
         let columns = [
             "CONTAINER ID",
             "NAME",
@@ -218,8 +218,6 @@ mod tests {
             "BLOCK I/O",
             "PIDS",
         ];
-        let header: Vec<&str> = lines[0].split("   ").map(str::trim).collect();
-        let header: Vec<&str> = header.into_iter().filter(|c| !c.is_empty()).collect();
         assert_eq!(header, columns, "{text}");
         for cell in [
             "0123456789ab",

@@ -1,5 +1,6 @@
-//! A scripted HTTP server on a temp unix socket for the commands' tests: each request goes
-//! to a handler, upgrades included (the daemon itself is tested in tests/e2e).
+//! A scripted daemon for tests: an HTTP server on a unix socket that hands each request,
+//! upgrades included, to a closure. The client's own tests and the CLI's use it; the real
+//! daemon is tested against real containers elsewhere.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,20 +16,24 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 
+/// The body of a scripted answer.
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves every connection on `socket` with `handler` until the runtime ends.
+///
+/// # Panics
+/// When `socket` cannot be bound, or accepting fails.
 pub fn serve<F, Fut>(socket: &Path, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let listener = UnixListener::bind(socket).unwrap();
+    let listener = UnixListener::bind(socket).expect("bind the scripted daemon's socket");
     let handler = Arc::new(handler);
     tokio::spawn(async move {
         loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let handler = handler.clone();
+            let (stream, _) = listener.accept().await.expect("accept");
+            let handler = Arc::clone(&handler);
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     let answer = handler(request);

@@ -4,11 +4,13 @@
 //! it never calls libcontainer's exec itself (libcontainer clones its caller; ADR 10).
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use berth_client::api::ExecRequest;
-use berth_runtime::supervisor::{ConsoleSocket, StateDir, SupervisorConfig};
+use berth_runtime::supervisor::{
+    ConsoleSocket, StateDir, SupervisorConfig, WindowSize, resize_terminal,
+};
 use berth_runtime::{
     ContainerDriver, EnvVar, ExecOptions, LibcontainerDriver, Stdio, UserDb, UserSpec,
 };
@@ -103,27 +105,51 @@ fn try_run(state_dir: &Path, request_json: &str) -> Result<i32, String> {
 }
 
 /// Copies the shim's stdin to the terminal and the terminal to the shim's stdout until the
-/// process's side of the terminal is closed (the master then reads EIO).
+/// process's side of the terminal is closed (the master then reads EIO); sizes read from
+/// [`RESIZE_FD`], when the daemon gave one, resize the terminal.
 fn relay_terminal(master: OwnedFd) -> std::io::Result<()> {
-    set_window_size(&master, DEFAULT_ROWS, DEFAULT_COLUMNS);
+    resize_terminal(master.as_fd(), DEFAULT_SIZE)?;
+    let mut sizes = resize_pipe();
     let mut master = std::fs::File::from(master);
     let mut stdin = Some(std::io::stdin().lock());
     let mut stdout = std::io::stdout().lock();
     let mut buffer = vec![0u8; 32 * 1024];
     loop {
-        let (input_ready, output_ready) = {
+        let (output_ready, input_ready, size_ready) = {
             let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-            if let Some(input) = &stdin {
+            let input_slot = stdin.as_ref().map(|input| {
                 fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
-            }
+                fds.len() - 1
+            });
+            let size_slot = sizes.as_ref().map(|pipe| {
+                fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
             match poll(&mut fds, PollTimeout::NONE) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(err) => return Err(err.into()),
                 Ok(_) => {}
             }
-            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-            (fds.get(1).is_some_and(ready), ready(&fds[0]))
+            let ready = |slot: Option<usize>| {
+                slot.is_some_and(|n| fds[n].revents().is_some_and(|r| !r.is_empty()))
+            };
+            (ready(Some(0)), ready(input_slot), ready(size_slot))
         };
+        // A new size first, so output written after it is laid out for it.
+        if size_ready && let Some(pipe) = &mut sizes {
+            let mut message = [0u8; 4];
+            match pipe.read_exact(&mut message) {
+                Ok(()) => {
+                    let size = WindowSize {
+                        rows: u16::from_le_bytes([message[0], message[1]]),
+                        columns: u16::from_le_bytes([message[2], message[3]]),
+                    };
+                    // A size the terminal refuses leaves the old one; the process goes on.
+                    let _ = resize_terminal(master.as_fd(), size);
+                }
+                Err(_) => sizes = None,
+            }
+        }
         if output_ready {
             match master.read(&mut buffer) {
                 Ok(0) => return Ok(()),
@@ -148,19 +174,24 @@ fn relay_terminal(master: OwnedFd) -> std::io::Result<()> {
 }
 
 /// The terminal's size until the client says otherwise (docker's default).
-const DEFAULT_ROWS: u16 = 24;
-const DEFAULT_COLUMNS: u16 = 80;
+const DEFAULT_SIZE: WindowSize = WindowSize {
+    rows: 24,
+    columns: 80,
+};
 
-fn set_window_size(master: &OwnedFd, rows: u16, columns: u16) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: columns,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call;
-    // the fd is a terminal master this function borrows.
-    unsafe {
-        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+/// The fd on which the daemon sends an exec with a terminal its new sizes: 4 bytes each, rows
+/// then columns, little-endian u16s. The daemon names it in [`RESIZE_FD_ENV`].
+pub const RESIZE_FD: RawFd = 3;
+/// Set (to [`RESIZE_FD`]) when the shim has a resize pipe.
+pub const RESIZE_FD_ENV: &str = "BERTH_EXEC_RESIZE_FD";
+
+/// The resize pipe the daemon passed, if it did.
+fn resize_pipe() -> Option<std::fs::File> {
+    let fd: RawFd = std::env::var(RESIZE_FD_ENV).ok()?.parse().ok()?;
+    if fd != RESIZE_FD {
+        return None;
     }
+    // SAFETY: the daemon set RESIZE_FD_ENV only after making RESIZE_FD the read end of a pipe
+    // of this process's own, which nothing else here owns or closes.
+    Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }

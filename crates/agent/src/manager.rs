@@ -49,6 +49,8 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 pub const UNKNOWN_EXIT: i32 = -1;
 /// How long a control request may take beyond the stop timeout it carries.
 const CONTROL_SLACK: Duration = Duration::from_secs(15);
+/// How long a supervisor may take to resize its container's terminal.
+const RESIZE_LIMIT: Duration = Duration::from_secs(5);
 /// How long a supervisor may take to exit once its container is gone.
 const SUPERVISOR_EXIT_LIMIT: Duration = Duration::from_secs(20);
 
@@ -524,6 +526,20 @@ impl ContainerManager {
             Ok(Response::Error(error)) => Err(AgentError::Conflict(error)),
             Err(err) => Err(AgentError::Internal(err.to_string())),
         }
+    }
+
+    /// Sets the size of the terminal of a container run with `-t` (blocking: a control
+    /// request). 409 when it has no terminal or does not run.
+    pub fn resize(&self, reference: &str, rows: u16, columns: u16) -> Result<()> {
+        let (id, entry) = self.find(reference)?;
+        if !entry.supervisor.is_some_and(alive) {
+            return Err(AgentError::Conflict(format!(
+                "container {} is not running",
+                id.short()
+            )));
+        }
+        self.control(&id, &Request::Resize { rows, columns }, RESIZE_LIMIT)
+            .map(drop)
     }
 
     /// Stops the container (SIGTERM, SIGKILL after `timeout_secs`); returns once its

@@ -6,6 +6,7 @@
 //! ignored, so older daemons accept newer clients' requests.
 
 use std::convert::Infallible;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,20 +18,20 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_client::api::{ErrorBody, ExecRequest, ExitFrame, Version};
+use berth_client::api::{ErrorBody, ExecRequest, ExitFrame, ResizeFrame, Version};
 use berth_client::frame::{Frame, FrameDecoder, MAX_PAYLOAD, StreamId, UPGRADE_PROTOCOL};
 use berth_runtime::CgroupVersion;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{AgentError, Result};
 use crate::logs::{LogQuery, stream_logs};
 use crate::manager::ContainerManager;
-use crate::stats;
+use crate::{exec_shim, stats};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
@@ -350,9 +351,14 @@ fn switching() -> Response {
         .unwrap_or_default()
 }
 
-/// Reads frames from `reader` and sends each stdin payload to `stdin`; an empty payload
-/// (end of input) is sent at the end of the connection or on a protocol error too.
-async fn read_stdin_frames<R: AsyncRead + Unpin>(mut reader: R, stdin: mpsc::Sender<Vec<u8>>) {
+/// Reads frames from `reader` and sends each stdin payload to `stdin`, and each terminal
+/// size to `sizes` (the latest wins); an empty payload (end of input) is sent at the end of
+/// the connection or on a protocol error too.
+async fn read_stdin_frames<R: AsyncRead + Unpin>(
+    mut reader: R,
+    stdin: mpsc::Sender<Vec<u8>>,
+    sizes: watch::Sender<Option<ResizeFrame>>,
+) {
     let mut decoder = FrameDecoder::new();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -368,6 +374,14 @@ async fn read_stdin_frames<R: AsyncRead + Unpin>(mut reader: R, stdin: mpsc::Sen
                         return;
                     }
                 }
+                Ok(Some(frame)) if frame.stream == StreamId::Resize => {
+                    match serde_json::from_slice::<ResizeFrame>(&frame.payload) {
+                        Ok(size) if size.height > 0 && size.width > 0 => {
+                            sizes.send_replace(Some(size));
+                        }
+                        _ => tracing::debug!("bad resize frame from client"),
+                    }
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(err) => {
@@ -379,6 +393,16 @@ async fn read_stdin_frames<R: AsyncRead + Unpin>(mut reader: R, stdin: mpsc::Sen
         }
     }
     let _ = stdin.send(Vec::new()).await;
+}
+
+/// The next new terminal size from `sizes`; `None` once the sender is gone.
+async fn next_size(sizes: &mut watch::Receiver<Option<ResizeFrame>>) -> Option<ResizeFrame> {
+    loop {
+        sizes.changed().await.ok()?;
+        if let Some(size) = *sizes.borrow_and_update() {
+            return Some(size);
+        }
+    }
 }
 
 /// Writes payloads from `rx` to `target` until an empty one (end of input), then shuts
@@ -426,10 +450,29 @@ async fn attach(
         let Ok(upgraded) = upgrade.await else { return };
         let (reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
         let (tx, rx) = mpsc::channel(8);
+        let (sizes_tx, mut sizes_rx) = watch::channel(None);
+        let (sizer, container) = (Arc::clone(&manager), id.clone());
+        // A container run with -t takes its terminal's size from the client's resize frames.
+        let resize = async move {
+            while let Some(size) = next_size(&mut sizes_rx).await {
+                let (manager, id) = (Arc::clone(&sizer), container.clone());
+                let resized = tokio::task::spawn_blocking(move || {
+                    manager.resize(&id, size.height, size.width)
+                })
+                .await;
+                if let Ok(Err(err)) = resized {
+                    tracing::debug!(%err, "resize refused");
+                }
+            }
+        };
         let forward = async move {
             match tokio::net::UnixStream::connect(&socket).await {
                 Ok(sock) => {
-                    tokio::join!(read_stdin_frames(reader, tx), feed(rx, sock));
+                    tokio::join!(
+                        read_stdin_frames(reader, tx, sizes_tx),
+                        feed(rx, sock),
+                        resize
+                    );
                 }
                 Err(err) => tracing::warn!(socket = %socket.display(), %err, "cannot attach"),
             }
@@ -448,6 +491,33 @@ async fn attach(
         write_exit(&mut writer, exit).await;
     });
     Ok(switching())
+}
+
+/// Makes a pipe whose read end the shim `command` starts will have as
+/// [`exec_shim::RESIZE_FD`], named in its environment; returns both ends (the caller drops
+/// the read end once the shim is spawned).
+fn give_resize_pipe(command: &mut tokio::process::Command) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let raw = read.as_raw_fd();
+    command.env(exec_shim::RESIZE_FD_ENV, exec_shim::RESIZE_FD.to_string());
+    // SAFETY: the closure runs in the forked child before exec and calls only dup2 and fcntl,
+    // which are async-signal-safe; `raw` stays open in the parent until after the spawn.
+    unsafe {
+        command.pre_exec(move || {
+            let target = exec_shim::RESIZE_FD;
+            let result = if raw == target {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                libc::fcntl(raw, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, target)
+            };
+            if result == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok((read, write))
 }
 
 /// Runs a process in the container through an exec shim child (never libcontainer in this
@@ -478,8 +548,7 @@ async fn exec(
             view.record.id.short()
         )));
     }
-    crate::exec_shim::exec_options(view.dir.path(), &exec_request)
-        .map_err(AgentError::BadRequest)?;
+    exec_shim::exec_options(view.dir.path(), &exec_request).map_err(AgentError::BadRequest)?;
     let json =
         serde_json::to_string(&exec_request).map_err(|e| AgentError::Internal(e.to_string()))?;
     let mut command =
@@ -492,9 +561,24 @@ async fn exec(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let resize_pipe = if exec_request.tty {
+        Some(give_resize_pipe(&mut command).map_err(|err| {
+            AgentError::Internal(format!("cannot make the exec's resize pipe: {err}"))
+        })?)
+    } else {
+        None
+    };
     let mut child = command
         .spawn()
         .map_err(|err| AgentError::Internal(format!("cannot start the exec shim: {err}")))?;
+    // The shim has its read end now; this process keeps the write end only.
+    let resize_pipe = resize_pipe
+        .map(|(read, write)| {
+            drop(read);
+            tokio::net::unix::pipe::Sender::from_owned_fd(write)
+        })
+        .transpose()
+        .map_err(|err| AgentError::Internal(format!("cannot use the resize pipe: {err}")))?;
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             let _ = child.kill().await;
@@ -539,13 +623,31 @@ async fn exec(
         let stdin = child.stdin.take();
         let input = tokio::spawn(async move {
             let (tx, rx) = mpsc::channel(8);
+            let (sizes_tx, mut sizes_rx) = watch::channel(None);
+            // An exec with a terminal takes its size from the client's resize frames.
+            let resize = async move {
+                let Some(mut pipe) = resize_pipe else { return };
+                while let Some(size) = next_size(&mut sizes_rx).await {
+                    let mut message = [0u8; 4];
+                    message[..2].copy_from_slice(&size.height.to_le_bytes());
+                    message[2..].copy_from_slice(&size.width.to_le_bytes());
+                    // Four bytes are under PIPE_BUF: each size arrives whole.
+                    if pipe.write_all(&message).await.is_err() {
+                        return;
+                    }
+                }
+            };
             match stdin {
                 Some(pipe) => {
-                    tokio::join!(read_stdin_frames(reader, tx), feed(rx, pipe));
+                    tokio::join!(
+                        read_stdin_frames(reader, tx, sizes_tx),
+                        feed(rx, pipe),
+                        resize
+                    );
                 }
                 None => {
                     drop(rx);
-                    read_stdin_frames(reader, tx).await;
+                    tokio::join!(read_stdin_frames(reader, tx, sizes_tx), resize);
                 }
             }
         });

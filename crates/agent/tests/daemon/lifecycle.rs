@@ -6,7 +6,9 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Host, delete, eventually, get, logged, post, run, stream};
+use berth_client::frame::{Frame, StreamId};
+
+use crate::support::{Host, delete, eventually, get, logged, post, run, stream, stream_frames};
 
 #[test]
 fn a_container_runs_logs_and_reports_its_exit_code() {
@@ -189,6 +191,63 @@ fn exec_with_a_terminal_runs_on_a_pty_and_takes_stdin_through_it() {
         StatusCode::NO_CONTENT
     );
     host.assert_nothing_left(&[id]);
+}
+
+/// A shell loop that waits (up to 30 s) for its terminal to be 40 rows by 100 columns, then
+/// prints the size and exits 0.
+const AWAIT_40_BY_100: &str = "i=0; until [ \"$(stty size)\" = '40 100' ]; do \
+     i=$((i+1)); [ $i -gt 600 ] && { stty size; exit 1; }; sleep 0.05; done; stty size";
+
+fn resize_to_40_by_100() -> Frame {
+    Frame::new(
+        StreamId::Resize,
+        json!({"Height": 40, "Width": 100}).to_string().into_bytes(),
+    )
+}
+
+#[test]
+fn terminals_take_the_clients_size_for_exec_and_for_the_container() {
+    let host = Host::new();
+    let _daemon = host.daemon();
+    let socket = host.socket();
+    let id = run(&socket, &["sleep", "1000"], json!({}));
+    let exec = stream_frames(
+        &socket,
+        &format!("/v1/containers/{id}/exec"),
+        json!({"Cmd": ["sh", "-c", AWAIT_40_BY_100], "Tty": true}),
+        &[resize_to_40_by_100()],
+        b"",
+    );
+    assert_eq!(exec.exit_code, Some(0), "{exec:?}");
+    assert!(exec.stdout.contains("40 100"), "{exec:?}");
+
+    let tty = run(
+        &socket,
+        &["sh", "-c", AWAIT_40_BY_100],
+        json!({"Tty": true, "OpenStdin": true}),
+    );
+    let attached = stream_frames(
+        &socket,
+        &format!("/v1/containers/{tty}/attach"),
+        json!({}),
+        &[resize_to_40_by_100()],
+        b"",
+    );
+    assert_eq!(attached.exit_code, Some(0), "{attached:?}");
+    assert!(
+        logged(&socket, &tty)
+            .iter()
+            .any(|line| line.contains("40 100")),
+        "{:?}",
+        logged(&socket, &tty)
+    );
+    for id in [&id, &tty] {
+        assert_eq!(
+            delete(&socket, &format!("/v1/containers/{id}?force=1")).status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    host.assert_nothing_left(&[id, tty]);
 }
 
 #[test]

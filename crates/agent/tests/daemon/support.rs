@@ -373,6 +373,17 @@ pub struct StreamResult {
 /// Upgrades `path` with `body`, sends `stdin` then end of input, and reads frames until the
 /// daemon closes the connection.
 pub fn stream(socket: &Path, path: &str, body: Value, stdin: &[u8]) -> StreamResult {
+    stream_frames(socket, path, body, &[], stdin)
+}
+
+/// As [`stream`], with `first` sent before the input (a terminal's size, say).
+pub fn stream_frames(
+    socket: &Path,
+    path: &str,
+    body: Value,
+    first: &[Frame],
+    stdin: &[u8],
+) -> StreamResult {
     runtime().block_on(async {
         let mut sender = connect(socket).await;
         let request = Request::builder()
@@ -388,6 +399,9 @@ pub fn stream(socket: &Path, path: &str, body: Value, stdin: &[u8]) -> StreamRes
         assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         let upgraded = hyper::upgrade::on(response).await.expect("upgrade");
         let mut io = TokioIo::new(upgraded);
+        for frame in first {
+            io.write_all(&frame.encode()).await.expect("first frames");
+        }
         if !stdin.is_empty() {
             io.write_all(&Frame::new(StreamId::Stdin, stdin.to_vec()).encode())
                 .await

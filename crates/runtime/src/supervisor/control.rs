@@ -28,6 +28,8 @@ pub enum Request {
     Stop { timeout_secs: u64 },
     /// Sends `signal` (`"SIGHUP"`, `"HUP"` or `"1"`) to the container's init.
     Kill { signal: String },
+    /// Sets the size of the container's terminal (a container run with `-t`).
+    Resize { rows: u16, columns: u16 },
 }
 
 /// The supervisor's answer: the container's state, or why the request failed.

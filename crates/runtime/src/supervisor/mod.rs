@@ -35,7 +35,7 @@ pub use config::{
 };
 pub use control::{Request, Response, parse_signal, request};
 pub use log::{MAX_LINE, Stream};
-pub use output::ConsoleSocket;
+pub use output::{ConsoleSocket, WindowSize, resize_terminal};
 pub use process::{spawn_supervisor, spawn_supervisor_command, supervise};
 pub use state::{ContainerState, Status};
 

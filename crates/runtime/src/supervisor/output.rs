@@ -201,6 +201,32 @@ impl ConsoleSocket {
     }
 }
 
+/// A terminal's size in characters, as `TIOCSWINSZ` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub columns: u16,
+}
+
+/// Sets the size of the terminal whose master (or slave) is `terminal`; the processes on it
+/// get SIGWINCH.
+pub fn resize_terminal(terminal: BorrowedFd<'_>, size: WindowSize) -> std::io::Result<()> {
+    let size = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which points to a live
+    // `winsize` for the whole call; the fd is borrowed, so it is open.
+    let result = unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

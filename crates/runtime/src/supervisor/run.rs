@@ -19,7 +19,9 @@ use super::config::{StateDir, SupervisorConfig};
 use super::control::{MAX_REQUEST, Request, Response, parse_signal};
 use super::input::{Input, Watch};
 use super::log::JsonLog;
-use super::output::{Output, Pumped, READ_BUFFER, Wiring, now_rfc3339, pump};
+use super::output::{
+    Output, Pumped, READ_BUFFER, WindowSize, Wiring, now_rfc3339, pump, resize_terminal,
+};
 use super::process::{pidfd_open, stop_signal_pipe};
 use super::state::{ContainerState, Status};
 use crate::driver::ContainerDriver;
@@ -472,8 +474,24 @@ impl Supervisor {
                 return;
             }
             Ok(Request::Kill { signal }) => self.kill(&signal),
+            Ok(Request::Resize { rows, columns }) => self.resize(WindowSize { rows, columns }),
         };
         answer(&stream, &response);
+    }
+
+    fn resize(&self, size: WindowSize) -> Response {
+        if !self.terminal {
+            return Response::Error(
+                "the container has no terminal (it was not run with -t)".into(),
+            );
+        }
+        match self.run.as_ref().and_then(|run| run.outputs[0].as_ref()) {
+            None => Response::Error("the container is not running".into()),
+            Some(master) => match resize_terminal(master.fd(), size) {
+                Ok(()) => Response::State(self.state.clone()),
+                Err(err) => Response::Error(format!("cannot resize the terminal: {err}")),
+            },
+        }
     }
 
     fn kill(&mut self, signal: &str) -> Response {

@@ -64,6 +64,7 @@ pub fn router(manager: Arc<ContainerManager>) -> Router {
         .route("/v1/containers/{id}/stop", post(stop))
         .route("/v1/containers/{id}/restart", post(restart))
         .route("/v1/containers/{id}/kill", post(kill))
+        .route("/v1/containers/{id}/resize", post(resize))
         .route("/v1/containers/{id}/wait", post(wait))
         .route("/v1/containers/{id}/logs", get(logs))
         .route("/v1/containers/{id}/stats", get(stats_route))
@@ -191,6 +192,35 @@ async fn kill(
 ) -> Result<StatusCode> {
     let signal = query(q)?.signal.unwrap_or_else(|| "KILL".into());
     blocking(move || manager.kill(&id, &signal)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct ResizeQuery {
+    h: Option<String>,
+    w: Option<String>,
+}
+
+/// docker's `resize`: the size of the terminal of a container created with `Tty`.
+async fn resize(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    q: Result<Query<ResizeQuery>, QueryRejection>,
+) -> Result<StatusCode> {
+    let q = query(q)?;
+    let dimension = |name: &str, value: Option<String>| -> Result<u16> {
+        value
+            .as_deref()
+            .and_then(|v| v.parse::<u16>().ok())
+            .filter(|v| *v > 0)
+            .ok_or_else(|| {
+                AgentError::BadRequest(format!(
+                    "{name} must be a number of characters from 1 to 65535, got {value:?}"
+                ))
+            })
+    };
+    let (rows, columns) = (dimension("h", q.h)?, dimension("w", q.w)?);
+    blocking(move || manager.resize(&id, rows, columns)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -35,7 +35,7 @@ pub use stream::{FrameReader, FrameStream, FrameWriter};
 use crate::API_PREFIX;
 use crate::api::{
     ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, ErrorBody, ExecRequest,
-    LogRecord, Stats, Version, WaitResponse,
+    LogRecord, ResizeFrame, Stats, Version, WaitResponse,
 };
 use crate::frame::UPGRADE_PROTOCOL;
 
@@ -125,6 +125,12 @@ impl Client {
         if let Some(signal) = signal {
             path = format!("{path}?signal={}", encode(signal));
         }
+        self.changed(Method::POST, path).await.map(drop)
+    }
+
+    /// `POST /v1/containers/{id}/resize`: the size of the container's terminal (`-t`).
+    pub async fn resize(&self, id: &str, size: ResizeFrame) -> Result<(), ClientError> {
+        let path = container_path(id, "/resize") + &format!("?h={}&w={}", size.height, size.width);
         self.changed(Method::POST, path).await.map(drop)
     }
 

@@ -241,13 +241,49 @@ fn terminals_take_the_clients_size_for_exec_and_for_the_container() {
         "{:?}",
         logged(&socket, &tty)
     );
-    for id in [&id, &tty] {
+    // Without -i there is no attach: docker's resize request does it.
+    let plain_tty = run(
+        &socket,
+        &["sh", "-c", AWAIT_40_BY_100],
+        json!({"Tty": true}),
+    );
+    let resize = |id: &str, query: &str| {
+        post(
+            &socket,
+            &format!("/v1/containers/{id}/resize?{query}"),
+            None,
+        )
+    };
+    let refused = resize(&plain_tty, "h=0&w=100");
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.message().contains("h must be"),
+        "{}",
+        refused.message()
+    );
+    let no_terminal = resize(&id, "h=40&w=100");
+    assert_eq!(no_terminal.status, StatusCode::CONFLICT);
+    assert!(
+        no_terminal.message().contains("no terminal"),
+        "{}",
+        no_terminal.message()
+    );
+    assert_eq!(
+        resize(&plain_tty, "h=40&w=100").status,
+        StatusCode::NO_CONTENT
+    );
+    eventually("the resized container to see its new size", || {
+        logged(&socket, &plain_tty)
+            .iter()
+            .any(|line| line.contains("40 100"))
+    });
+    for id in [&id, &tty, &plain_tty] {
         assert_eq!(
             delete(&socket, &format!("/v1/containers/{id}?force=1")).status,
             StatusCode::NO_CONTENT
         );
     }
-    host.assert_nothing_left(&[id, tty]);
+    host.assert_nothing_left(&[id, tty, plain_tty]);
 }
 
 #[test]

@@ -122,7 +122,14 @@ async fn attached(client: &Client, id: &str, args: &CreateArgs) -> anyhow::Resul
         // dropped so the daemon never blocks on them.
         tokio::spawn(async move { while let Ok(Some(_)) = reader.next().await {} });
     }
-    let status = wait_forwarding(client, id, &mut interrupt, &mut terminate).await?;
+    // With -t but no -i there is no attach stream for resize frames: the size goes by request.
+    let mut winch = if args.tty && !args.interactive {
+        resize(client, id).await;
+        Some(signal(SignalKind::window_change()).context("cannot watch the terminal's size")?)
+    } else {
+        None
+    };
+    let status = wait_forwarding(client, id, &mut interrupt, &mut terminate, &mut winch).await?;
     let drained = tokio::time::timeout(OUTPUT_DRAIN, printer).await;
     drop(raw);
     match drained {
@@ -135,13 +142,24 @@ async fn attached(client: &Client, id: &str, args: &CreateArgs) -> anyhow::Resul
     Ok(exit_code(status.status_code))
 }
 
+/// Gives the container's terminal the size of this process's, if it has one.
+async fn resize(client: &Client, id: &str) {
+    if let Some(size) = stdio::terminal_size()
+        && let Err(err) = client.resize(id, size).await
+    {
+        eprintln!("berth: warning: cannot resize the container's terminal: {err}");
+    }
+}
+
 /// Waits for the container to exit for good, sending it the SIGINTs and SIGTERMs this
-/// process receives meanwhile (docker's signal proxy).
+/// process receives meanwhile (docker's signal proxy), and the terminal's new size on every
+/// SIGWINCH when `winch` watches for them.
 async fn wait_forwarding(
     client: &Client,
     id: &str,
     interrupt: &mut tokio::signal::unix::Signal,
     terminate: &mut tokio::signal::unix::Signal,
+    winch: &mut Option<tokio::signal::unix::Signal>,
 ) -> anyhow::Result<WaitResponse> {
     let wait = client.wait(id);
     tokio::pin!(wait);
@@ -150,6 +168,10 @@ async fn wait_forwarding(
             status = &mut wait => return Ok(status?),
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
+            Some(()) = async { winch.as_mut()?.recv().await } => {
+                resize(client, id).await;
+                continue;
+            }
         };
         if let Err(err) = client.kill(id, Some(name)).await {
             eprintln!("berth: warning: cannot pass {name} to the container: {err}");

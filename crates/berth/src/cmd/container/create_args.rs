@@ -128,10 +128,11 @@ impl CreateArgs {
                 .collect(),
             binds: self.volume.iter().map(bind).collect(),
             restart_policy: self.restart.map(|r| r.to_string()),
-            network_mode: self.network.map(|mode| {
+            network_mode: self.network.as_ref().map(|mode| {
                 match mode {
                     NetworkMode::None => "none",
                     NetworkMode::Host => "host",
+                    NetworkMode::Join(_) => unreachable!("--network never parses to a path"),
                 }
                 .to_owned()
             }),

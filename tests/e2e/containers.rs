@@ -7,6 +7,7 @@ mod concurrency;
 mod daemon_restart;
 mod isolation;
 mod limits;
+mod network;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Output, Stdio};

@@ -22,6 +22,7 @@ pub mod launcher;
 pub mod logs;
 pub mod manager;
 mod names;
+pub mod network;
 pub mod options;
 pub mod paths;
 pub mod record;

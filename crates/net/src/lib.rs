@@ -27,6 +27,7 @@
 //!     root: "/var/lib/berth".into(),
 //!     run_dir: "/run/berth".into(),
 //!     default_subnet: berth_net::DEFAULT_SUBNET.parse()?,
+//!     default_bridge: berth_net::DEFAULT_BRIDGE.to_owned(),
 //! };
 //! let nets = Networks::open(&config, PluginExec::default())?;
 //! // At start: release what containers that no longer run left behind.

@@ -53,6 +53,20 @@ impl Daemon {
         daemon
     }
 
+    /// The default network's bridge: `bb<pid>`, so parallel test processes and a real
+    /// daemon (`berth0`) never share one.
+    pub fn bridge(&self) -> String {
+        format!("bb{}", std::process::id())
+    }
+
+    /// The default network's subnet: the test process's own /27 of 172.16.0.0/12 (pids are
+    /// below 2^15 here, so live test processes never share one).
+    pub fn subnet(&self) -> String {
+        let base = u32::from(std::net::Ipv4Addr::new(172, 16, 0, 0))
+            + (std::process::id() % (1 << 15)) * 32;
+        format!("{}/27", std::net::Ipv4Addr::from(base))
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("r")
     }
@@ -104,7 +118,8 @@ impl Daemon {
         command
             .args(["--log-level", "info", "daemon", "--run-dir"])
             .arg(root.join("run"))
-            .args(["--store-listen", &store]);
+            .args(["--store-listen", &store])
+            .args(["--bridge", &self.bridge(), "--subnet", &self.subnet()]);
         let log = self.log_path();
         let child = command
             .stdin(Stdio::null())
@@ -217,6 +232,11 @@ impl Drop for Daemon {
         for mount in mounts {
             let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        // The bridge plugin leaves the bridge when its last veth goes.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

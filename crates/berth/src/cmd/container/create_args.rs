@@ -77,9 +77,19 @@ pub struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<RestartPolicy>,
-    /// Network: none (a namespace with only loopback) or host.
-    #[arg(long, visible_alias = "net", value_name = "MODE")]
-    pub network: Option<NetworkMode>,
+    /// Network: none (only loopback; the default), host, bridge (the default network
+    /// `berth`) or the name of a network made with `berth network create`.
+    #[arg(long, visible_alias = "net", value_name = "NETWORK", value_parser = parse_network)]
+    pub network: Option<String>,
+    /// Publish a container's port on the host: [HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp].
+    #[arg(short = 'p', long = "publish", value_name = "PORTS", value_parser = parse_publish)]
+    pub publish: Vec<String>,
+    /// A fixed IPv4 address on the container's network.
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Another name the container's network peers resolve it by.
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_alias: Vec<Hostname>,
     /// The image: a name, an id or a unique id prefix.
     pub image: String,
     /// The command and its arguments, instead of the image's.
@@ -101,6 +111,23 @@ fn parse_pids_limit(s: &str) -> Result<i64, LimitError> {
         "-1" | "0" => Ok(-1),
         _ => s.parse::<PidsLimit>().map(PidsLimit::get),
     }
+}
+
+/// `--network`: none, host, bridge or a network's name (checked by the daemon to exist).
+fn parse_network(s: &str) -> Result<String, String> {
+    if s.parse::<NetworkMode>().is_ok() || s == "bridge" {
+        return Ok(s.to_owned());
+    }
+    s.parse::<berth_net::NetworkName>()
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("expected none, host, bridge or a network name: {e}"))
+}
+
+/// `-p`: docker's grammar, checked here and sent as given.
+fn parse_publish(s: &str) -> Result<String, String> {
+    berth_net::PortMapping::parse_spec(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 impl CreateArgs {
@@ -128,14 +155,14 @@ impl CreateArgs {
                 .collect(),
             binds: self.volume.iter().map(bind).collect(),
             restart_policy: self.restart.map(|r| r.to_string()),
-            network_mode: self.network.as_ref().map(|mode| {
-                match mode {
-                    NetworkMode::None => "none",
-                    NetworkMode::Host => "host",
-                    NetworkMode::Join(_) => unreachable!("--network never parses to a path"),
-                }
-                .to_owned()
-            }),
+            network_mode: self.network.clone(),
+            port_bindings: self.publish.clone(),
+            ip: self.ip.map(|ip| ip.to_string()),
+            network_aliases: self
+                .network_alias
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
         };
         Ok(CreateRequest {
             image: self.image.clone(),

@@ -10,6 +10,7 @@ mod format;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod network;
 mod ps;
 mod run;
 mod stats;
@@ -54,6 +55,11 @@ pub enum ContainerCommand {
     Stats(stats::StatsArgs),
     /// Block until containers stop, then print their exit codes.
     Wait(lifecycle::NamesArgs),
+    /// List a container's published ports.
+    Port(network::PortArgs),
+    /// Manage networks: create, ls, inspect, rm.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 pub fn run(globals: &Globals, command: ContainerCommand) -> anyhow::Result<ExitCode> {
@@ -72,6 +78,8 @@ pub fn run(globals: &Globals, command: ContainerCommand) -> anyhow::Result<ExitC
         ContainerCommand::Exec(args) => block_on(exec::exec(&client, args)),
         ContainerCommand::Inspect(args) => block_on(inspect::inspect(&client, args)),
         ContainerCommand::Stats(args) => block_on(stats::stats(&client, args)),
+        ContainerCommand::Port(args) => block_on(network::port(&client, args)),
+        ContainerCommand::Network(command) => block_on(network::network(&client, command)),
     }
 }
 

@@ -174,7 +174,7 @@ fn joined_network_namespace_is_the_pinned_path_and_hostname_stays_the_short_id()
     assert_eq!(net.len(), 1);
     assert_eq!(
         net[0].path().as_deref(),
-        Some(std::path::Path::new("/run/berth/netns/abc"))
+        Some(Path::new("/run/berth/netns/abc"))
     );
     assert_eq!(spec.hostname().as_deref(), Some(id().short()));
     let none = spec_of(&RunOptions::default());

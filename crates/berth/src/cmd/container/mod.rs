@@ -30,9 +30,10 @@ use crate::Globals;
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Create and run a container from an image.
-    Run(run::RunArgs),
+    // Boxed, as Create: their flags are most of the parsed command line.
+    Run(Box<run::RunArgs>),
     /// Create a container without starting it; prints its id.
-    Create(create_args::CreateArgs),
+    Create(Box<create_args::CreateArgs>),
     /// Start one or more stopped containers.
     Start(lifecycle::NamesArgs),
     /// Stop one or more running containers (SIGTERM, then SIGKILL after a timeout).
@@ -65,8 +66,8 @@ pub enum ContainerCommand {
 pub fn run(globals: &Globals, command: ContainerCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(globals.host.clone());
     match command {
-        ContainerCommand::Run(args) => Ok(run::run(&client, args)),
-        ContainerCommand::Create(args) => Ok(run::create(&client, args)),
+        ContainerCommand::Run(args) => Ok(run::run(&client, *args)),
+        ContainerCommand::Create(args) => Ok(run::create(&client, *args)),
         ContainerCommand::Start(args) => block_on(lifecycle::start(&client, args)),
         ContainerCommand::Stop(args) => block_on(lifecycle::stop(&client, args)),
         ContainerCommand::Restart(args) => block_on(lifecycle::restart(&client, args)),

@@ -126,6 +126,10 @@ impl<E: CniExec> Networks<E> {
         for record in self.records.of(container)? {
             self.detach(container, &record.network)?;
         }
+        {
+            let _lock = lock_dir(self.records.dir())?;
+            self.records.remove_leftovers(container)?;
+        }
         netns::remove(&self.netns_path(container))
     }
 

@@ -246,10 +246,14 @@ fn free_subnet(existing: &[Network], routes: &[&HostRoute]) -> Result<Subnet, Ne
         .ok_or(NetError::PoolExhausted)
 }
 
+/// The first `berthN` no network of this store uses and no link of the host has (another
+/// daemon's bridge, on the same host, is not to be shared).
 fn free_bridge(existing: &[Network]) -> String {
     (1u32..)
         .map(|n| format!("berth{n}"))
-        .find(|b| existing.iter().all(|n| n.bridge != *b))
+        .find(|b| {
+            existing.iter().all(|n| n.bridge != *b) && !Path::new("/sys/class/net").join(b).exists()
+        })
         .unwrap_or_default()
 }
 

@@ -393,6 +393,10 @@ impl ContainerManager {
                 .map_or_else(|| id.short().to_owned(), |h| h.as_str().to_owned());
             let mut bridge = bridge.clone();
             bridge.aliases.insert(0, name.to_owned());
+            if bridge.publish_all {
+                let exposed = crate::network::exposed_ports(image_config, &bridge.ports)?;
+                bridge.ports.extend(exposed);
+            }
             let netns = self.networks.setup(id, &hostname, &bridge, dir.path())?;
             options.network = berth_runtime::NetworkMode::Join(netns);
             for (file, target) in [

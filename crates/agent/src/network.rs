@@ -51,6 +51,8 @@ impl Default for NetOptions {
 pub struct BridgeRequest {
     pub network: NetworkName,
     pub ports: Vec<PortMapping>,
+    /// `-P`: the image's exposed ports are added to `ports` (on free host ports) at create.
+    pub publish_all: bool,
     pub ip: Option<Ipv4Addr>,
     /// `--network-alias`; the container's name is added at create.
     pub aliases: Vec<String>,
@@ -261,7 +263,12 @@ impl DaemonNetworks {
         self.describe(&network)
     }
 
-    pub fn create(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInspect> {
+    pub fn create(
+        &self,
+        name: &str,
+        subnet: Option<&str>,
+        bridge: Option<&str>,
+    ) -> Result<NetworkInspect> {
         let name = parse_name(name)?;
         let subnet = subnet
             .map(|s| {
@@ -274,7 +281,7 @@ impl DaemonNetworks {
             .create_network(CreateNetwork {
                 name,
                 subnet,
-                bridge: None,
+                bridge: bridge.map(str::to_owned),
             })
             .map_err(net_error)?;
         self.describe(&network)
@@ -296,6 +303,38 @@ impl DaemonNetworks {
             containers: containers.iter().map(|c| c.as_str().to_owned()).collect(),
         })
     }
+}
+
+/// `-P`: a mapping on a free host port for every port of the image's `ExposedPorts`
+/// (`80/tcp`, `53/udp`, or `80` for tcp) not already published by `-p`.
+pub fn exposed_ports(
+    image: &oci_spec::image::ImageConfiguration,
+    published: &[PortMapping],
+) -> Result<Vec<PortMapping>> {
+    let exposed = image
+        .config()
+        .as_ref()
+        .and_then(|c| c.exposed_ports().clone())
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for spec in exposed {
+        let mappings = PortMapping::parse_spec(&spec).map_err(|e| {
+            AgentError::BadRequest(format!("the image exposes {spec:?}, not a port: {e}"))
+        })?;
+        for mapping in mappings {
+            let taken = published.iter().chain(&ports).any(|p: &PortMapping| {
+                p.container_port == mapping.container_port && p.protocol == mapping.protocol
+            });
+            if !taken {
+                ports.push(PortMapping {
+                    host_ip: None,
+                    host_port: None,
+                    ..mapping
+                });
+            }
+        }
+    }
+    Ok(ports)
 }
 
 fn parse_name(name: &str) -> Result<NetworkName> {

@@ -167,6 +167,7 @@ fn parse_network(
             .unwrap_or_default();
         for (field, used) in [
             ("PortBindings", !host.port_bindings.is_empty()),
+            ("PublishAllPorts", host.publish_all_ports),
             ("Ip", host.ip.is_some()),
             ("NetworkAliases", !host.network_aliases.is_empty()),
         ] {
@@ -200,6 +201,7 @@ fn parse_network(
     Ok(Some(BridgeRequest {
         network,
         ports,
+        publish_all: host.publish_all_ports,
         ip,
         aliases: host.network_aliases.clone(),
     }))

@@ -224,9 +224,11 @@ async fn network_create(
 ) -> Result<Response> {
     let request: NetworkCreateRequest = json_body(body)?;
     let network = blocking(move || {
-        manager
-            .networks()
-            .create(&request.name, request.subnet.as_deref())
+        manager.networks().create(
+            &request.name,
+            request.subnet.as_deref(),
+            request.bridge.as_deref(),
+        )
     })
     .await?;
     Ok((StatusCode::CREATED, Json(network)).into_response())

@@ -112,12 +112,16 @@ pub struct HostConfig {
     pub binds: Vec<String>,
     /// `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
     pub restart_policy: Option<String>,
-    /// `--network`: `none` (the default when absent), `host`, `bridge` (the default
-    /// network `berth`) or the name of a network made with `berth network create`.
+    /// `--network`: `none` (the API's default when absent; the CLI always sends one and
+    /// its default is `bridge`), `host`, `bridge` (the default network `berth`) or the
+    /// name of a network made with `berth network create`.
     pub network_mode: Option<String>,
     /// `-p`, each in docker's grammar `[HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp]` (a range is
     /// one entry); only with a bridged network.
     pub port_bindings: Vec<String>,
+    /// `-P`: publish every port of the image's `ExposedPorts` on a free host port; only
+    /// with a bridged network.
+    pub publish_all_ports: bool,
     /// `--ip`: a fixed IPv4 address in the network's subnet.
     pub ip: Option<String>,
     /// `--network-alias`: more names the container's peers resolve it by (its name always).
@@ -258,6 +262,9 @@ pub struct NetworkCreateRequest {
     pub name: String,
     /// `--subnet CIDR`; the daemon picks a free 10.89.N.0/24 when absent.
     pub subnet: Option<String>,
+    /// `--bridge NAME`; the daemon picks a free `berthN` when absent.
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 /// docker's `State` object.

@@ -77,13 +77,22 @@ pub struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<RestartPolicy>,
-    /// Network: none (only loopback; the default), host, bridge (the default network
-    /// `berth`) or the name of a network made with `berth network create`.
-    #[arg(long, visible_alias = "net", value_name = "NETWORK", value_parser = parse_network)]
-    pub network: Option<String>,
+    /// Network: bridge (the default network `berth`, docker's default), none (only
+    /// loopback), host, or the name of a network made with `berth network create`.
+    #[arg(
+        long,
+        visible_alias = "net",
+        value_name = "NETWORK",
+        default_value = "bridge",
+        value_parser = parse_network
+    )]
+    pub network: String,
     /// Publish a container's port on the host: [HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp].
     #[arg(short = 'p', long = "publish", value_name = "PORTS", value_parser = parse_publish)]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// A fixed IPv4 address on the container's network.
     #[arg(long, value_name = "ADDRESS")]
     pub ip: Option<std::net::Ipv4Addr>,
@@ -155,8 +164,9 @@ impl CreateArgs {
                 .collect(),
             binds: self.volume.iter().map(bind).collect(),
             restart_policy: self.restart.map(|r| r.to_string()),
-            network_mode: self.network.clone(),
+            network_mode: Some(self.network.clone()),
             port_bindings: self.publish.clone(),
+            publish_all_ports: self.publish_all,
             ip: self.ip.map(|ip| ip.to_string()),
             network_aliases: self
                 .network_alias
@@ -329,6 +339,10 @@ mod tests {
             request,
             CreateRequest {
                 image: "busybox".into(),
+                host_config: HostConfig {
+                    network_mode: Some("bridge".into()),
+                    ..HostConfig::default()
+                },
                 ..CreateRequest::default()
             }
         );

@@ -15,7 +15,7 @@ pub enum NetworkCommand {
     Create(CreateArgs),
     /// List networks.
     #[command(visible_alias = "list")]
-    Ls,
+    Ls(LsArgs),
     /// Show networks in detail, as a JSON array.
     Inspect(NamesArgs),
     /// Remove networks no container uses.
@@ -28,8 +28,24 @@ pub struct CreateArgs {
     /// Subnet in CIDR form (default: a free 10.89.N.0/24).
     #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
     subnet: Option<String>,
+    /// The bridge's name (default: a free berthN).
+    #[arg(long, value_name = "NAME")]
+    bridge: Option<String>,
     /// The network's name.
     name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Output format: a table, or one JSON object per line (as `network inspect` shows it).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 fn parse_subnet(s: &str) -> Result<String, String> {
@@ -57,12 +73,23 @@ pub async fn network(client: &Client, command: NetworkCommand) -> anyhow::Result
                 .network_create(&NetworkCreateRequest {
                     name: args.name,
                     subnet: args.subnet,
+                    bridge: args.bridge,
                 })
                 .await?;
             println!("{}", network.name);
             Ok(ExitCode::SUCCESS)
         }
-        NetworkCommand::Ls => {
+        NetworkCommand::Ls(LsArgs {
+            format: Format::Json,
+        }) => {
+            for n in client.networks().await? {
+                println!("{}", serde_json::to_string(&n)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NetworkCommand::Ls(LsArgs {
+            format: Format::Table,
+        }) => {
             println!("{:<20} {:<10} {:<16} SUBNET", "NAME", "DRIVER", "BRIDGE");
             for n in client.networks().await? {
                 println!(

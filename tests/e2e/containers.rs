@@ -8,6 +8,8 @@ mod daemon_restart;
 mod isolation;
 mod limits;
 mod network;
+mod network_cli;
+mod network_leak;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Output, Stdio};

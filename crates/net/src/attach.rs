@@ -126,10 +126,8 @@ impl<E: CniExec> Networks<E> {
         for record in self.records.of(container)? {
             self.detach(container, &record.network)?;
         }
-        {
-            let _lock = lock_dir(self.records.dir())?;
-            self.records.remove_leftovers(container)?;
-        }
+        // No lock: nothing else writes this container's records while it is removed.
+        self.records.remove_leftovers(container)?;
         netns::remove(&self.netns_path(container))
     }
 

@@ -109,7 +109,8 @@ impl Records {
 
     /// Removes `container`'s record directory unless it still holds a record: what can be
     /// left there is an empty directory or the temp file of a write the daemon died in
-    /// (found by the kill -9 test of issue #5). Callers hold the directory's lock.
+    /// (found by the kill -9 test of issue #5). Callers make sure nothing else writes
+    /// the container's records meanwhile (gc holds the lock; remove_sandbox runs alone).
     pub fn remove_leftovers(&self, container: &ContainerId) -> Result<(), NetError> {
         let dir = self.dir.join(container.as_str());
         let entries = match fs::read_dir(&dir) {

@@ -7,6 +7,9 @@ mod concurrency;
 mod daemon_restart;
 mod isolation;
 mod limits;
+mod network;
+mod network_cli;
+mod network_leak;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Output, Stdio};

@@ -14,6 +14,7 @@ use tokio::net::UnixListener;
 
 use crate::launcher::Launcher;
 use crate::manager::ContainerManager;
+use crate::network::NetOptions;
 use crate::paths::Paths;
 use crate::server::router;
 
@@ -71,6 +72,17 @@ impl Daemon {
     /// Takes the root's lock, adopts every container (docs/adr/0013) and binds the socket
     /// (replacing a stale one). Call within a tokio runtime.
     pub async fn start(paths: Paths, launcher: Arc<dyn Launcher>) -> Result<Self, DaemonError> {
+        Self::start_with_network(paths, launcher, NetOptions::default()).await
+    }
+
+    /// [`Daemon::start`] with the daemon's network settings (`--subnet`, `--bridge`,
+    /// `--cni-path`); after adoption, the network state of containers that no longer exist
+    /// is released and the DNS servers of networks in use are started.
+    pub async fn start_with_network(
+        paths: Paths,
+        launcher: Arc<dyn Launcher>,
+        net: NetOptions,
+    ) -> Result<Self, DaemonError> {
         std::fs::create_dir_all(&paths.root).map_err(io("create", &paths.root))?;
         let root = paths
             .root
@@ -97,11 +109,20 @@ impl Daemon {
                 lock: lock_path.clone(),
             }
         })?;
-        let manager = ContainerManager::new(paths.clone(), launcher)?;
+        std::fs::create_dir_all(&paths.run_dir).map_err(io("create", &paths.run_dir))?;
+        let manager = ContainerManager::with_network(paths.clone(), launcher, &net)?;
         let adopting = Arc::clone(&manager);
-        tokio::task::spawn_blocking(move || adopting.adopt_all())
-            .await
-            .map_err(|err| crate::error::AgentError::Internal(err.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            adopting.adopt_all()?;
+            let containers = adopting.paths().containers();
+            adopting
+                .networks()
+                .gc(&|id| containers.join(id.as_str()).exists());
+            adopting.networks().start_dns();
+            Ok::<_, crate::error::AgentError>(())
+        })
+        .await
+        .map_err(|err| crate::error::AgentError::Internal(err.to_string()))??;
         std::fs::create_dir_all(&paths.run_dir).map_err(io("create", &paths.run_dir))?;
         let socket = paths.socket();
         // We hold the root's lock, so a socket left here is a killed daemon's.

@@ -7,6 +7,8 @@
 //!   unique names, start/stop/kill/remove through the supervisors' control sockets, wait
 //!   and auto-remove on pidfd-watched supervisor exits, re-adoption on start.
 //! - [`logs`] reads and follows json-file logs across rotation; [`stats`] reads cgroups.
+//! - [`network`] wires berth-net in: a sandbox per bridged container, its hosts and
+//!   resolv.conf, a DNS server per network, GC at start, `/v1/networks`.
 //! - [`server`] holds the thin axum routes, [`Daemon`] the lock, socket and adoption.
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
@@ -22,6 +24,7 @@ pub mod launcher;
 pub mod logs;
 pub mod manager;
 mod names;
+pub mod network;
 pub mod options;
 pub mod paths;
 pub mod record;

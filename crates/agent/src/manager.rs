@@ -39,6 +39,7 @@ use tokio::sync::watch;
 use crate::error::{AgentError, Result};
 use crate::launcher::Launcher;
 use crate::names::generate_name;
+use crate::network::{DaemonNetworks, HOSTS_FILE, NetOptions, RESOLV_FILE};
 use crate::options::parse_create;
 use crate::paths::Paths;
 use crate::record::{BUNDLE_DIR, ContainerRecord};
@@ -95,6 +96,8 @@ pub struct ContainerManager {
     index: Mutex<Index>,
     /// Bumped at every supervisor exit and removal, for waiters.
     changes: watch::Sender<u64>,
+    /// Bridged networking: sandboxes, attachments, DNS.
+    networks: DaemonNetworks,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,6 +147,15 @@ impl ContainerManager {
     /// A manager of the containers under `paths`, with no container loaded yet: call
     /// [`ContainerManager::adopt_all`]. Must be called within a tokio runtime.
     pub fn new(paths: Paths, launcher: Arc<dyn Launcher>) -> Result<Arc<Self>> {
+        Self::with_network(paths, launcher, &NetOptions::default())
+    }
+
+    /// [`ContainerManager::new`] with the daemon's network settings.
+    pub fn with_network(
+        paths: Paths,
+        launcher: Arc<dyn Launcher>,
+        net: &NetOptions,
+    ) -> Result<Arc<Self>> {
         let internal =
             |what: &str, reason: String| AgentError::Internal(format!("{what}: {reason}"));
         std::fs::create_dir_all(paths.containers())
@@ -152,7 +164,9 @@ impl ContainerManager {
             .map_err(|e| internal("cannot open the image store", e.to_string()))?;
         let host =
             HostFacts::detect().map_err(|e| internal("cannot read the host", e.to_string()))?;
+        let networks = DaemonNetworks::open(&paths.root, &paths.run_dir, net)?;
         Ok(Arc::new(Self {
+            networks,
             paths,
             images,
             launcher,
@@ -161,6 +175,10 @@ impl ContainerManager {
             index: Mutex::new(Index::default()),
             changes: watch::Sender::new(0),
         }))
+    }
+
+    pub fn networks(&self) -> &DaemonNetworks {
+        &self.networks
     }
 
     pub fn host(&self) -> &HostFacts {
@@ -258,7 +276,9 @@ impl ContainerManager {
 
     pub fn inspect(&self, reference: &str) -> Result<ContainerInspect> {
         let view = self.view(reference)?;
-        Ok(inspect(&view))
+        let mut inspect = inspect(&view);
+        inspect.network_settings = self.networks.settings(&view.record.id);
+        Ok(inspect)
     }
 
     // ---- create ----
@@ -365,11 +385,37 @@ impl ContainerManager {
         rootfs.mount().map_err(|e| internal(&e))?;
         let users =
             UserDb::load(&rootfs.target).map_err(|e| AgentError::BadRequest(e.to_string()))?;
+        let dir = self.state_dir(id);
+        std::fs::create_dir(dir.path()).map_err(|e| internal(&e))?;
+        let mut options = parsed.options.clone();
+        if let Some(bridge) = &parsed.bridge {
+            let hostname = options
+                .hostname
+                .as_ref()
+                .map_or_else(|| id.short().to_owned(), |h| h.as_str().to_owned());
+            let mut bridge = bridge.clone();
+            bridge.aliases.insert(0, name.to_owned());
+            if bridge.publish_all {
+                let exposed = crate::network::exposed_ports(image_config, &bridge.ports)?;
+                bridge.ports.extend(exposed);
+            }
+            let netns = self.networks.setup(id, &hostname, &bridge, dir.path())?;
+            options.network = berth_runtime::NetworkMode::Join(netns);
+            for (file, target) in [
+                (HOSTS_FILE, "/etc/hosts"),
+                (RESOLV_FILE, "/etc/resolv.conf"),
+            ] {
+                let volume = format!("{}:{target}:ro", dir.path().join(file).display());
+                options
+                    .volumes
+                    .push(volume.parse().map_err(|e| internal(&e))?);
+            }
+        }
         let spec = build_spec(&SpecInput {
             id,
             rootfs: &rootfs.target,
             image: image_config.config().as_ref(),
-            options: &parsed.options,
+            options: &options,
             users: &users,
             host: &self.host,
         })
@@ -377,8 +423,6 @@ impl ContainerManager {
             SpecError::Oci { .. } => internal(&err),
             other => AgentError::BadRequest(other.to_string()),
         })?;
-        let dir = self.state_dir(id);
-        std::fs::create_dir(dir.path()).map_err(|e| internal(&e))?;
         let bundle_dir = dir.path().join(BUNDLE_DIR);
         Bundle::write(&bundle_dir, &spec).map_err(|err| match err {
             BundleError::MissingVolumeSource { .. } => AgentError::BadRequest(err.to_string()),
@@ -427,6 +471,7 @@ impl ContainerManager {
                 Err(err) => tracing::warn!(%id, %err, "cannot open the runtime state"),
             }
         }
+        self.networks.release(id);
         if let Err(err) = self.images.remove_rootfs(id.as_str()) {
             tracing::warn!(%id, %err, "cannot remove the rootfs");
         }
@@ -885,6 +930,7 @@ fn inspect(view: &View) -> ContainerInspect {
         restart_count: state.map_or(0, |s| s.restart_count),
         log_path: view.dir.log().display().to_string(),
         config: view.record.request.clone(),
+        network_settings: Default::default(),
     }
 }
 

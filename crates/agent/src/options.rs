@@ -9,6 +9,7 @@ use berth_runtime::{
 use berth_types::ContainerName;
 
 use crate::error::{AgentError, Result};
+use crate::network::BridgeRequest;
 
 /// What a create request asks for, every field validated.
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub struct ParsedCreate {
     pub options: RunOptions,
     pub restart: RestartPolicy,
     pub name: Option<ContainerName>,
+    /// A bridged network (`bridge` or a network's name), set up by the daemon at create;
+    /// `None` for `none` and `host` (in `options.network`).
+    pub bridge: Option<BridgeRequest>,
 }
 
 fn bad(field: &str) -> impl Fn(String) -> AgentError + '_ {
@@ -114,12 +118,7 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
         .iter()
         .map(|b| parse::<Volume>("Binds", b))
         .collect::<Result<_>>()?;
-    options.network = host
-        .network_mode
-        .as_deref()
-        .map(|n| parse::<NetworkMode>("NetworkMode", n))
-        .transpose()?
-        .unwrap_or_default();
+    let bridge = parse_network(host, &mut options)?;
     let restart = host
         .restart_policy
         .as_deref()
@@ -140,7 +139,72 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
         options,
         restart,
         name,
+        bridge,
     })
+}
+
+/// `NetworkMode`, `PortBindings`, `Ip` and `NetworkAliases`: `none` (absent) and `host` go
+/// to the runtime; `bridge` (the default network) or a network's name is a bridged network
+/// the daemon sets up. Ports, addresses and aliases need a bridged network.
+fn parse_network(
+    host: &berth_client::api::HostConfig,
+    options: &mut RunOptions,
+) -> Result<Option<BridgeRequest>> {
+    let network = match host.network_mode.as_deref() {
+        None | Some("none" | "host") => None,
+        Some("bridge" | "default") => Some(berth_net::NetworkName::default_network()),
+        Some(name) => Some(
+            name.parse::<berth_net::NetworkName>()
+                .map_err(|e| bad("NetworkMode")(e.to_string()))?,
+        ),
+    };
+    let Some(network) = network else {
+        options.network = host
+            .network_mode
+            .as_deref()
+            .map(|n| parse::<NetworkMode>("NetworkMode", n))
+            .transpose()?
+            .unwrap_or_default();
+        for (field, used) in [
+            ("PortBindings", !host.port_bindings.is_empty()),
+            ("PublishAllPorts", host.publish_all_ports),
+            ("Ip", host.ip.is_some()),
+            ("NetworkAliases", !host.network_aliases.is_empty()),
+        ] {
+            if used {
+                return Err(bad(field)(format!(
+                    "needs a bridged network (--network bridge or a network's name), not {}",
+                    host.network_mode.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    let mut ports = Vec::new();
+    for spec in &host.port_bindings {
+        ports.extend(
+            berth_net::PortMapping::parse_spec(spec)
+                .map_err(|e| bad("PortBindings")(format!("{spec:?}: {e}")))?,
+        );
+    }
+    let ip = host
+        .ip
+        .as_deref()
+        .map(|ip| {
+            ip.parse::<std::net::Ipv4Addr>()
+                .map_err(|e| bad("Ip")(format!("{ip:?}: {e}")))
+        })
+        .transpose()?;
+    for alias in &host.network_aliases {
+        parse::<Hostname>("NetworkAliases", alias)?;
+    }
+    Ok(Some(BridgeRequest {
+        network,
+        ports,
+        publish_all: host.publish_all_ports,
+        ip,
+        aliases: host.network_aliases.clone(),
+    }))
 }
 
 #[cfg(test)]
@@ -199,10 +263,41 @@ mod tests {
             ),
             (
                 HostConfig {
-                    network_mode: Some("bridge".into()),
+                    network_mode: Some("Not A Network".into()),
                     ..HostConfig::default()
                 },
                 "NetworkMode",
+            ),
+            (
+                HostConfig {
+                    network_mode: Some("bridge".into()),
+                    port_bindings: vec!["80:99999".into()],
+                    ..HostConfig::default()
+                },
+                "PortBindings",
+            ),
+            (
+                HostConfig {
+                    network_mode: Some("bridge".into()),
+                    ip: Some("10.88.0.300".into()),
+                    ..HostConfig::default()
+                },
+                "Ip",
+            ),
+            (
+                HostConfig {
+                    network_mode: Some("bridge".into()),
+                    network_aliases: vec!["not_an alias".into()],
+                    ..HostConfig::default()
+                },
+                "NetworkAliases",
+            ),
+            (
+                HostConfig {
+                    port_bindings: vec!["8080:80".into()],
+                    ..HostConfig::default()
+                },
+                "PortBindings",
             ),
         ];
         for (host, field) in cases {

@@ -18,7 +18,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_client::api::{ErrorBody, ExecRequest, ExitFrame, ResizeFrame, Version};
+use berth_client::api::{
+    ErrorBody, ExecRequest, ExitFrame, NetworkCreateRequest, ResizeFrame, Version,
+};
 use berth_client::frame::{Frame, FrameDecoder, MAX_PAYLOAD, StreamId, UPGRADE_PROTOCOL};
 use berth_runtime::CgroupVersion;
 use hyper_util::rt::TokioIo;
@@ -70,6 +72,11 @@ pub fn router(manager: Arc<ContainerManager>) -> Router {
         .route("/v1/containers/{id}/stats", get(stats_route))
         .route("/v1/containers/{id}/attach", post(attach))
         .route("/v1/containers/{id}/exec", post(exec))
+        .route("/v1/networks", get(network_list).post(network_create))
+        .route(
+            "/v1/networks/{name}",
+            get(network_inspect).delete(network_remove),
+        )
         .fallback(|| async {
             AgentError::NotFound(
                 "no such endpoint; the API is described in docs/api/openapi.yaml".into(),
@@ -236,6 +243,37 @@ async fn remove(
 ) -> Result<StatusCode> {
     let force = flag(query(q)?.force.as_deref());
     blocking(move || manager.remove(&id, force)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn network_list(State(manager): Manager) -> Result<Response> {
+    let list = blocking(move || manager.networks().list()).await?;
+    Ok(Json(list).into_response())
+}
+
+async fn network_create(
+    State(manager): Manager,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let request: NetworkCreateRequest = json_body(body)?;
+    let network = blocking(move || {
+        manager.networks().create(
+            &request.name,
+            request.subnet.as_deref(),
+            request.bridge.as_deref(),
+        )
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(network)).into_response())
+}
+
+async fn network_inspect(State(manager): Manager, Path(name): Path<String>) -> Result<Response> {
+    let network = blocking(move || manager.networks().inspect(&name)).await?;
+    Ok(Json(network).into_response())
+}
+
+async fn network_remove(State(manager): Manager, Path(name): Path<String>) -> Result<StatusCode> {
+    blocking(move || manager.networks().remove(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

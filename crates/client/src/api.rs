@@ -24,6 +24,11 @@
 //! | `POST /v1/containers/{id}/attach` (upgrade) | | 101, then [`crate::frame`]s: the client's stdin frames reach the container's stdin |
 //! | `POST /v1/containers/{id}/exec` (upgrade) | [`ExecRequest`] | 101, then [`crate::frame`]s both ways, ending with an exit frame |
 //!
+//! | `GET /v1/networks` | | `[`[`NetworkInspect`]`]` |
+//! | `POST /v1/networks` | [`NetworkCreateRequest`] | 201 [`NetworkInspect`]; 409 name or subnet taken |
+//! | `GET /v1/networks/{name}` | | [`NetworkInspect`] |
+//! | `DELETE /v1/networks/{name}` | | 204; 409 when in use or the default network |
+//!
 //! `{id}` is a full id, a unique id prefix, or a name. Every error is an [`ErrorBody`]:
 //! 400 bad input, 404 no such container or image, 409 a conflict (name in use, container
 //! running), 500 anything else.
@@ -107,8 +112,20 @@ pub struct HostConfig {
     pub binds: Vec<String>,
     /// `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
     pub restart_policy: Option<String>,
-    /// `--network`: `none` (default here) or `host`.
+    /// `--network`: `none` (the API's default when absent; the CLI always sends one and
+    /// its default is `bridge`), `host`, `bridge` (the default network `berth`) or the
+    /// name of a network made with `berth network create`.
     pub network_mode: Option<String>,
+    /// `-p`, each in docker's grammar `[HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp]` (a range is
+    /// one entry); only with a bridged network.
+    pub port_bindings: Vec<String>,
+    /// `-P`: publish every port of the image's `ExposedPorts` on a free host port; only
+    /// with a bridged network.
+    pub publish_all_ports: bool,
+    /// `--ip`: a fixed IPv4 address in the network's subnet.
+    pub ip: Option<String>,
+    /// `--network-alias`: more names the container's peers resolve it by (its name always).
+    pub network_aliases: Vec<String>,
 }
 
 /// A per-device rate limit (`--device-read-bps /dev/sda:1mb`).
@@ -184,6 +201,70 @@ pub struct ContainerInspect {
     pub log_path: String,
     /// The request it was created from.
     pub config: CreateRequest,
+    /// Its networks and published ports; empty for `none` and `host`.
+    #[serde(default)]
+    pub network_settings: NetworkSettings,
+}
+
+/// docker's `NetworkSettings`, reduced to what berth has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkSettings {
+    /// One entry per network, by network name.
+    pub networks: std::collections::BTreeMap<String, EndpointSettings>,
+    /// Published ports, `HOSTIP:HOSTPORT->CTRPORT/PROTO` as `berth port` prints them.
+    pub ports: Vec<PortBinding>,
+}
+
+/// A container's place on one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    pub gateway: String,
+    pub mac_address: String,
+    pub aliases: Vec<String>,
+}
+
+/// One published port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// The host address it listens on; `0.0.0.0` for all.
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// `GET /v1/networks` (one entry each) and `GET /v1/networks/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInspect {
+    pub name: String,
+    /// Always `bridge` for now.
+    pub driver: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    /// Ids of the containers attached to it.
+    pub containers: Vec<String>,
+}
+
+/// `POST /v1/networks` (`berth network create`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkCreateRequest {
+    pub name: String,
+    /// `--subnet CIDR`; the daemon picks a free 10.89.N.0/24 when absent.
+    pub subnet: Option<String>,
+    /// `--bridge NAME`; the daemon picks a free `berthN` when absent.
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 /// docker's `State` object.

@@ -35,7 +35,7 @@ pub use stream::{FrameReader, FrameStream, FrameWriter};
 use crate::API_PREFIX;
 use crate::api::{
     ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, ErrorBody, ExecRequest,
-    LogRecord, ResizeFrame, Stats, Version, WaitResponse,
+    LogRecord, NetworkCreateRequest, NetworkInspect, ResizeFrame, Stats, Version, WaitResponse,
 };
 use crate::frame::UPGRADE_PROTOCOL;
 
@@ -138,6 +138,34 @@ impl Client {
     pub async fn remove(&self, id: &str, force: bool) -> Result<(), ClientError> {
         let path = container_path(id, "") + &format!("?force={force}");
         self.changed(Method::DELETE, path).await.map(drop)
+    }
+
+    /// `GET /v1/networks`.
+    pub async fn networks(&self) -> Result<Vec<NetworkInspect>, ClientError> {
+        self.json(Method::GET, "/networks".into(), None).await
+    }
+
+    /// `POST /v1/networks`.
+    pub async fn network_create(
+        &self,
+        request: &NetworkCreateRequest,
+    ) -> Result<NetworkInspect, ClientError> {
+        let body = to_json(request);
+        self.json(Method::POST, "/networks".into(), Some(body))
+            .await
+    }
+
+    /// `GET /v1/networks/{name}`.
+    pub async fn network_inspect(&self, name: &str) -> Result<NetworkInspect, ClientError> {
+        self.json(Method::GET, format!("/networks/{}", encode(name)), None)
+            .await
+    }
+
+    /// `DELETE /v1/networks/{name}`.
+    pub async fn network_remove(&self, name: &str) -> Result<(), ClientError> {
+        self.changed(Method::DELETE, format!("/networks/{}", encode(name)))
+            .await
+            .map(drop)
     }
 
     /// `POST /v1/containers/{id}/wait`: returns once the container has exited for good.

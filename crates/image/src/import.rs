@@ -38,6 +38,8 @@ pub struct RootfsOptions {
     /// `KEY=VALUE` pairs; `PATH` gets a default when not given.
     pub env: Vec<String>,
     pub workdir: Option<String>,
+    /// `ExposedPorts` keys: `PORT/tcp` or `PORT/udp` (docker's `EXPOSE`).
+    pub exposed_ports: Vec<String>,
     pub policy: Policy,
 }
 
@@ -131,6 +133,14 @@ impl Store {
         }
         if let Some(workdir) = &options.workdir {
             container_config["WorkingDir"] = json!(workdir);
+        }
+        if !options.exposed_ports.is_empty() {
+            let ports: serde_json::Map<String, serde_json::Value> = options
+                .exposed_ports
+                .iter()
+                .map(|p| (p.clone(), json!({})))
+                .collect();
+            container_config["ExposedPorts"] = serde_json::Value::Object(ports);
         }
         let config = json!({
             "created": now,

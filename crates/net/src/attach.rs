@@ -30,6 +30,8 @@ pub struct NetConfig {
     pub run_dir: PathBuf,
     /// The default network's subnet when it is first created.
     pub default_subnet: Subnet,
+    /// The default network's bridge when it is first created ([`crate::DEFAULT_BRIDGE`]).
+    pub default_bridge: String,
 }
 
 /// What `berth run` asks of one network.
@@ -77,7 +79,11 @@ impl<E: CniExec> Networks<E> {
     /// Opens the state under `config` (creating it and the default network).
     pub fn open(config: &NetConfig, exec: E) -> Result<Self, NetError> {
         Ok(Self {
-            store: NetworkStore::open(&config.root, config.default_subnet)?,
+            store: NetworkStore::open_with_bridge(
+                &config.root,
+                config.default_subnet,
+                &config.default_bridge,
+            )?,
             chain: Chain::new(exec),
             records: Records::open(config.root.join("attachments"))?,
             netns_dir: config.run_dir.join("netns"),
@@ -120,6 +126,8 @@ impl<E: CniExec> Networks<E> {
         for record in self.records.of(container)? {
             self.detach(container, &record.network)?;
         }
+        // No lock: nothing else writes this container's records while it is removed.
+        self.records.remove_leftovers(container)?;
         netns::remove(&self.netns_path(container))
     }
 

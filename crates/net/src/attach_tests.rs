@@ -25,6 +25,7 @@ fn fixture() -> Fixture {
         root: root.path().to_owned(),
         run_dir: run.path().to_owned(),
         default_subnet: "10.88.0.0/16".parse().expect("subnet"),
+        default_bridge: crate::DEFAULT_BRIDGE.to_owned(),
     };
     let nets = Networks::open(&config, fake.clone()).expect("open");
     let net = nets

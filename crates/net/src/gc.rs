@@ -100,6 +100,9 @@ impl<E: CniExec> Networks<E> {
                     Err(e) => report.errors.push(e.to_string()),
                 }
             }
+            if let Err(e) = self.records().remove_leftovers(&container) {
+                report.errors.push(e.to_string());
+            }
         }
         for net in self.store().list()? {
             for (ip, owner, ifname) in lease_files(self.store(), &net)? {

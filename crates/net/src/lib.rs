@@ -27,6 +27,7 @@
 //!     root: "/var/lib/berth".into(),
 //!     run_dir: "/run/berth".into(),
 //!     default_subnet: berth_net::DEFAULT_SUBNET.parse()?,
+//!     default_bridge: berth_net::DEFAULT_BRIDGE.to_owned(),
 //! };
 //! let nets = Networks::open(&config, PluginExec::default())?;
 //! // At start: release what containers that no longer run left behind.
@@ -53,9 +54,11 @@
 //! [`dns`] is the per-network DNS server (A records for names and aliases, no forwarding);
 //! [`hosts`] writes the `/etc/hosts` and `resolv.conf` that point at it.
 //!
-//! Not done yet (issue #5): the daemon wiring (which starts a DNS server per network and
-//! writes the files), DNS over TCP, AAAA and forwarding, IPv6 networks, cross-host subnets
-//! leased from the store.
+//! The daemon's wiring (sandbox at create, DNS server per network, the files bind-mounted
+//! into containers, GC at start) is `berth_agent::network`.
+//!
+//! Not done yet (issue #5): DNS over TCP, AAAA and forwarding, IPv6 networks, cross-host
+//! subnets leased from the store.
 
 mod attach;
 pub mod cni;

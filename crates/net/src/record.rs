@@ -107,6 +107,31 @@ impl Records {
         Ok(())
     }
 
+    /// Removes `container`'s record directory unless it still holds a record: what can be
+    /// left there is an empty directory or the temp file of a write the daemon died in
+    /// (found by the kill -9 test of issue #5). Callers make sure nothing else writes
+    /// the container's records meanwhile (gc holds the lock; remove_sandbox runs alone).
+    pub fn remove_leftovers(&self, container: &ContainerId) -> Result<(), NetError> {
+        let dir = self.dir.join(container.as_str());
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(NetError::io("read", dir)(e)),
+        };
+        for entry in entries {
+            let name = entry.map_err(NetError::io("read", &dir))?.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".json") && !name.starts_with('.') {
+                return Ok(());
+            }
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(NetError::io("remove", dir)(e)),
+        }
+    }
+
     /// The records of one container, sorted by network name.
     pub fn of(&self, container: &ContainerId) -> Result<Vec<Record>, NetError> {
         let dir = self.dir.join(container.as_str());
@@ -169,4 +194,40 @@ fn read_record(path: &Path) -> Result<Option<Record>, NetError> {
         });
     }
     Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(container: &ContainerId) -> Record {
+        Record::new(
+            container.clone(),
+            NetworkName::default_network(),
+            "eth0".into(),
+            PathBuf::from("/run/netns/x"),
+            None,
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn leftovers_of_a_write_the_daemon_died_in_go_and_records_stay() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let records = Records::open(dir.path().to_owned()).expect("open");
+        let (a, b) = (
+            ContainerId::from_random_bytes([1; 32]),
+            ContainerId::from_random_bytes([2; 32]),
+        );
+        // a: only the temp file of an interrupted write_atomic.
+        ensure_dir(&dir.path().join(a.as_str())).expect("dir");
+        fs::write(dir.path().join(a.as_str()).join(".berth.json.tmp-7"), b"{").expect("tmp");
+        records.write(&record(&b)).expect("write");
+        records.remove_leftovers(&a).expect("remove a");
+        records.remove_leftovers(&b).expect("keep b");
+        assert!(!dir.path().join(a.as_str()).exists());
+        assert_eq!(records.of(&b).expect("read").len(), 1);
+        assert_eq!(records.containers().expect("list"), [b]);
+    }
 }

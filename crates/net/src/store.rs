@@ -46,6 +46,16 @@ impl NetworkStore {
     /// Opens the store under `root` (creating it) and makes sure the default network exists,
     /// with `default_subnet` if it is created now.
     pub fn open(root: &Path, default_subnet: Subnet) -> Result<Self, NetError> {
+        Self::open_with_bridge(root, default_subnet, DEFAULT_BRIDGE)
+    }
+
+    /// Opens the store as [`open`](Self::open) does, creating the default network on
+    /// `default_bridge` (test daemons use their own bridge so they never share `berth0`).
+    pub fn open_with_bridge(
+        root: &Path,
+        default_subnet: Subnet,
+        default_bridge: &str,
+    ) -> Result<Self, NetError> {
         let store = Self {
             dir: root.join("networks"),
             ipam_dir: root.join("cni").join("ipam"),
@@ -57,7 +67,7 @@ impl NetworkStore {
             match store.create(CreateNetwork {
                 name,
                 subnet: Some(default_subnet),
-                bridge: Some(DEFAULT_BRIDGE.to_owned()),
+                bridge: Some(default_bridge.to_owned()),
             }) {
                 Ok(_) | Err(NetError::Exists(_)) => {}
                 Err(e) => return Err(e),
@@ -236,10 +246,14 @@ fn free_subnet(existing: &[Network], routes: &[&HostRoute]) -> Result<Subnet, Ne
         .ok_or(NetError::PoolExhausted)
 }
 
+/// The first `berthN` no network of this store uses and no link of the host has (another
+/// daemon's bridge, on the same host, is not to be shared).
 fn free_bridge(existing: &[Network]) -> String {
     (1u32..)
         .map(|n| format!("berth{n}"))
-        .find(|b| existing.iter().all(|n| n.bridge != *b))
+        .find(|b| {
+            existing.iter().all(|n| n.bridge != *b) && !Path::new("/sys/class/net").join(b).exists()
+        })
         .unwrap_or_default()
 }
 

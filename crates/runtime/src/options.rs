@@ -17,7 +17,7 @@ pub enum OptionError {
         "invalid hostname {0:?}: expected 1 to 63 letters, digits, '-' or '.', not starting with '-' or '.'"
     )]
     Hostname(String),
-    #[error("invalid network {0:?}: expected none or host (bridge networks are issue #5)")]
+    #[error("invalid network {0:?}: expected none or host")]
     Network(String),
 }
 
@@ -84,13 +84,19 @@ impl FromStr for Hostname {
 }
 
 /// Which network namespace the container gets (`--network`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// `none` and `host` are parsed from the flag; [`NetworkMode::Join`] is set by the daemon
+/// after it made the container's sandbox (a pinned namespace) with berth-net, so bridged
+/// networking never needs the runtime to know about networks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum NetworkMode {
     /// A network namespace of its own with only the loopback interface.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// The existing network namespace pinned at this path (the spec's namespace `path`).
+    Join(std::path::PathBuf),
 }
 
 impl FromStr for NetworkMode {
@@ -167,10 +173,11 @@ mod tests {
     }
 
     #[test]
-    fn only_none_and_host_networks_exist_yet() {
+    fn only_none_and_host_are_parsed_joining_is_set_by_the_daemon() {
         assert_eq!("none".parse(), Ok(NetworkMode::None));
         assert_eq!("host".parse(), Ok(NetworkMode::Host));
         let err = "bridge".parse::<NetworkMode>().unwrap_err().to_string();
         assert!(err.contains("none or host"), "{err}");
+        assert!("/run/berth/netns/x".parse::<NetworkMode>().is_err());
     }
 }

@@ -102,7 +102,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let capabilities: HashSet<Capability> = container_capabilities(input.host);
     let seccomp = default_profile(&capabilities, std::env::consts::ARCH).map_err(oci)?;
     let linux = LinuxBuilder::default()
-        .namespaces(namespaces(input.options.network).map_err(oci)?)
+        .namespaces(namespaces(&input.options.network).map_err(oci)?)
         .cgroups_path(PathBuf::from(format!("{CGROUP_PARENT}/{id}")))
         .resources(resources(input.options, input.host).map_err(oci)?)
         .masked_paths(to_strings(MASKED_PATHS))
@@ -147,7 +147,7 @@ fn resolve_user(input: &SpecInput<'_>) -> Result<ResolvedUser, SpecError> {
 }
 
 fn hostname(input: &SpecInput<'_>) -> String {
-    match (&input.options.hostname, input.options.network) {
+    match (&input.options.hostname, &input.options.network) {
         (Some(name), _) => name.as_str().to_owned(),
         (None, NetworkMode::Host) if !input.host.hostname.is_empty() => input.host.hostname.clone(),
         (None, _) => input.id.short().to_owned(),
@@ -285,21 +285,33 @@ fn process(
         .map_err(oci)
 }
 
-fn namespaces(network: NetworkMode) -> Result<Vec<LinuxNamespace>, OciSpecError> {
-    let mut types = vec![
+fn namespaces(network: &NetworkMode) -> Result<Vec<LinuxNamespace>, OciSpecError> {
+    let types = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Cgroup,
     ];
-    if network == NetworkMode::None {
-        types.push(LinuxNamespaceType::Network);
-    }
-    types
+    let mut all = types
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    match network {
+        NetworkMode::Host => {}
+        NetworkMode::None => all.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .build()?,
+        ),
+        NetworkMode::Join(path) => all.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.clone())
+                .build()?,
+        ),
+    }
+    Ok(all)
 }
 
 fn throttle(rates: &[DeviceRate]) -> Result<Vec<LinuxThrottleDevice>, OciSpecError> {

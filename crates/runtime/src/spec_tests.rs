@@ -161,6 +161,32 @@ fn host_network_shares_the_hosts_network_namespace_and_hostname() {
 }
 
 #[test]
+fn joined_network_namespace_is_the_pinned_path_and_hostname_stays_the_short_id() {
+    let spec = spec_of(&RunOptions {
+        network: NetworkMode::Join("/run/berth/netns/abc".into()),
+        ..RunOptions::default()
+    });
+    let namespaces = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    let net: Vec<_> = namespaces
+        .iter()
+        .filter(|n| n.typ() == LinuxNamespaceType::Network)
+        .collect();
+    assert_eq!(net.len(), 1);
+    assert_eq!(
+        net[0].path().as_deref(),
+        Some(Path::new("/run/berth/netns/abc"))
+    );
+    assert_eq!(spec.hostname().as_deref(), Some(id().short()));
+    let none = spec_of(&RunOptions::default());
+    let none = none.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    let net = none
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::Network)
+        .unwrap();
+    assert!(net.path().is_none(), "none makes a fresh namespace");
+}
+
+#[test]
 fn entrypoint_and_command_combine_like_docker() {
     let image = ConfigBuilder::default()
         .entrypoint(vec!["/entry".to_owned()])

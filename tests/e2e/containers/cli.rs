@@ -89,7 +89,10 @@ fn invalid_flags_fail_before_contacting_the_daemon() {
             &["run", "--restart", "sometimes", "busybox"],
             "for '--restart",
         ),
-        (&["run", "--network", "bridge", "busybox"], "for '--network"),
+        (
+            &["run", "--network", "no such net", "busybox"],
+            "for '--network",
+        ),
         (&["run", "--name", "no/slash", "busybox"], "for '--name"),
         (
             &["run", "--no-such-flag", "busybox"],

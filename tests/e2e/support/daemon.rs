@@ -20,6 +20,22 @@ pub const IMAGE: &str = "busybox";
 /// How long a daemon may take to answer on its socket.
 const STARTUP: Duration = Duration::from_secs(60);
 
+/// Subnet `n` of this test process, indexed by its pid (below 2^15 here, so live test
+/// processes never share one): 0, the default network, is a /24 of 10.128.0.0/9 (it holds
+/// the fifty containers of the concurrency tests); 1 and 2, user networks, are the two /25s
+/// of a /24 of 10.0.0.0/9.
+fn test_subnet(n: u32) -> String {
+    assert!(n <= 2, "two user networks per test at most");
+    let pid = std::process::id() % (1 << 15);
+    let (first, prefix) = match n {
+        0 => ([10, 128, 0, 0], 24),
+        _ => ([10, 0, 0, 0], 25),
+    };
+    let offset = pid * 256 + n.saturating_sub(1) * 128;
+    let base = u32::from(std::net::Ipv4Addr::from(first)) + offset;
+    format!("{}/{prefix}", std::net::Ipv4Addr::from(base))
+}
+
 #[derive(Debug)]
 pub struct Daemon {
     dir: tempfile::TempDir,
@@ -51,6 +67,42 @@ impl Daemon {
         };
         daemon.spawn();
         daemon
+    }
+
+    /// The default network's bridge: `bb<pid>`, so parallel test processes and a real
+    /// daemon (`berth0`) never share one.
+    pub fn bridge(&self) -> String {
+        format!("bb{}", std::process::id())
+    }
+
+    /// The default network's subnet: the test process's own /24 of 10.128.0.0/9 (pids are
+    /// below 2^15 here, so live test processes never share one; a /24 holds the fifty
+    /// containers of the concurrency tests).
+    pub fn subnet(&self) -> String {
+        test_subnet(0)
+    }
+
+    /// User network `n`'s (1 or 2) subnet for this test process.
+    pub fn user_subnet(&self, n: u32) -> String {
+        test_subnet(n)
+    }
+
+    /// A user network's bridge for this test process, never shared with another daemon.
+    pub fn user_bridge(&self, n: u32) -> String {
+        format!("bb{}n{n}", std::process::id())
+    }
+
+    /// Imports busybox (every applet linked) once more as `name`, with `extra` arguments of
+    /// `image import-rootfs` (`--expose 80`, …), while the daemon runs.
+    pub fn import_image(&self, name: &str, extra: &[&str]) {
+        let rootfs = self.dir.path().join(format!("rootfs-{name}"));
+        full_busybox_rootfs(&rootfs);
+        ok(berth(&self.root())
+            .args(["image", "import-rootfs"])
+            .arg(&rootfs)
+            .args(["--name", name, "--cmd", "sh"])
+            .args(extra));
+        fs::remove_dir_all(&rootfs).expect("remove the fixture rootfs");
     }
 
     pub fn root(&self) -> PathBuf {
@@ -86,6 +138,11 @@ impl Daemon {
         ok(self.cli().args(args))
     }
 
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// kill -9 of the daemon (its containers live on under their supervisors).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -104,7 +161,8 @@ impl Daemon {
         command
             .args(["--log-level", "info", "daemon", "--run-dir"])
             .arg(root.join("run"))
-            .args(["--store-listen", &store]);
+            .args(["--store-listen", &store])
+            .args(["--bridge", &self.bridge(), "--subnet", &self.subnet()]);
         let log = self.log_path();
         let child = command
             .stdin(Stdio::null())
@@ -216,6 +274,13 @@ impl Drop for Daemon {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for mount in mounts {
             let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        // The bridge plugin leaves the bridge when its last veth goes.
+        for bridge in [self.bridge(), self.user_bridge(1), self.user_bridge(2)] {
+            let _ = Command::new("ip")
+                .args(["link", "del", &bridge])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

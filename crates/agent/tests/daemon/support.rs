@@ -70,6 +70,7 @@ impl Host {
                     entrypoint: vec![],
                     env: vec![],
                     workdir: None,
+                    exposed_ports: vec![],
                     policy: Default::default(),
                 },
                 &berth_image::NoProgress,

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use berth_agent::network::NetOptions;
 use berth_agent::{BerthBinary, Daemon, Paths};
 use berth_store::Config;
 use clap::Args;
@@ -30,6 +31,15 @@ pub struct DaemonArgs {
     /// embedded store is not started.
     #[arg(long, value_delimiter = ',')]
     store_endpoints: Vec<String>,
+    /// Subnet of the default network `berth`, used when that network is first created.
+    #[arg(long, value_name = "CIDR", default_value = berth_net::DEFAULT_SUBNET)]
+    subnet: berth_net::Subnet,
+    /// Bridge of the default network, used when that network is first created.
+    #[arg(long, value_name = "NAME", default_value = berth_net::DEFAULT_BRIDGE)]
+    bridge: String,
+    /// Directory of the CNI plugins (bridge, host-local, portmap, firewall, loopback).
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/cni")]
+    cni_path: PathBuf,
 }
 
 /// The embedded store's configuration, from the daemon's flags.
@@ -93,7 +103,12 @@ pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let daemon = Daemon::start(paths, Arc::new(BerthBinary { exe }))
+        let net = NetOptions {
+            default_subnet: args.subnet,
+            bridge: args.bridge.clone(),
+            cni_path: args.cni_path.clone(),
+        };
+        let daemon = Daemon::start_with_network(paths, Arc::new(BerthBinary { exe }), net)
             .await
             .context("cannot start the daemon")?;
         let api = async {

@@ -67,6 +67,22 @@ pub struct ImportRootfsArgs {
     /// Working directory of the image's processes.
     #[arg(short, long)]
     workdir: Option<String>,
+    /// A port the image exposes, PORT[/tcp|/udp] (repeatable; docker's EXPOSE), which
+    /// `run -P` publishes.
+    #[arg(long = "expose", value_name = "PORT", value_parser = parse_expose)]
+    expose: Vec<String>,
+}
+
+/// `--expose`: `PORT`, `PORT/tcp` or `PORT/udp`, stored as docker writes it (`80/tcp`).
+fn parse_expose(s: &str) -> Result<String, String> {
+    let (port, protocol) = s.split_once('/').unwrap_or((s, "tcp"));
+    let port: u16 = port
+        .parse()
+        .map_err(|e| format!("expected PORT[/tcp|/udp]: {e}"))?;
+    if port == 0 || !matches!(protocol, "tcp" | "udp") {
+        return Err("expected PORT[/tcp|/udp] with a port from 1 to 65535".into());
+    }
+    Ok(format!("{port}/{protocol}"))
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -173,6 +189,7 @@ fn import_rootfs(store: &Store, args: ImportRootfsArgs) -> anyhow::Result<ExitCo
         entrypoint: args.entrypoint,
         env: args.env,
         workdir: args.workdir,
+        exposed_ports: args.expose,
         policy: Default::default(),
     };
     let bars = LayerBars::new(std::io::stderr().is_terminal());

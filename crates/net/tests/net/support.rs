@@ -53,6 +53,7 @@ impl Host {
             root: root.path().to_owned(),
             run_dir: run.path().to_owned(),
             default_subnet: berth_net::DEFAULT_SUBNET.parse().expect("subnet"),
+            default_bridge: berth_net::DEFAULT_BRIDGE.to_owned(),
         };
         let nets = Networks::open(&config, PluginExec::default()).expect("open");
         let network = nets

@@ -77,9 +77,28 @@ pub struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<RestartPolicy>,
-    /// Network: none (a namespace with only loopback) or host.
-    #[arg(long, visible_alias = "net", value_name = "MODE")]
-    pub network: Option<NetworkMode>,
+    /// Network: bridge (the default network `berth`, docker's default), none (only
+    /// loopback), host, or the name of a network made with `berth network create`.
+    #[arg(
+        long,
+        visible_alias = "net",
+        value_name = "NETWORK",
+        default_value = "bridge",
+        value_parser = parse_network
+    )]
+    pub network: String,
+    /// Publish a container's port on the host: [HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp].
+    #[arg(short = 'p', long = "publish", value_name = "PORTS", value_parser = parse_publish)]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// A fixed IPv4 address on the container's network.
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Another name the container's network peers resolve it by.
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_alias: Vec<Hostname>,
     /// The image: a name, an id or a unique id prefix.
     pub image: String,
     /// The command and its arguments, instead of the image's.
@@ -101,6 +120,23 @@ fn parse_pids_limit(s: &str) -> Result<i64, LimitError> {
         "-1" | "0" => Ok(-1),
         _ => s.parse::<PidsLimit>().map(PidsLimit::get),
     }
+}
+
+/// `--network`: none, host, bridge or a network's name (checked by the daemon to exist).
+fn parse_network(s: &str) -> Result<String, String> {
+    if s.parse::<NetworkMode>().is_ok() || s == "bridge" {
+        return Ok(s.to_owned());
+    }
+    s.parse::<berth_net::NetworkName>()
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("expected none, host, bridge or a network name: {e}"))
+}
+
+/// `-p`: docker's grammar, checked here and sent as given.
+fn parse_publish(s: &str) -> Result<String, String> {
+    berth_net::PortMapping::parse_spec(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 impl CreateArgs {
@@ -128,13 +164,15 @@ impl CreateArgs {
                 .collect(),
             binds: self.volume.iter().map(bind).collect(),
             restart_policy: self.restart.map(|r| r.to_string()),
-            network_mode: self.network.map(|mode| {
-                match mode {
-                    NetworkMode::None => "none",
-                    NetworkMode::Host => "host",
-                }
-                .to_owned()
-            }),
+            network_mode: Some(self.network.clone()),
+            port_bindings: self.publish.clone(),
+            publish_all_ports: self.publish_all,
+            ip: self.ip.map(|ip| ip.to_string()),
+            network_aliases: self
+                .network_alias
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
         };
         Ok(CreateRequest {
             image: self.image.clone(),
@@ -301,6 +339,10 @@ mod tests {
             request,
             CreateRequest {
                 image: "busybox".into(),
+                host_config: HostConfig {
+                    network_mode: Some("bridge".into()),
+                    ..HostConfig::default()
+                },
                 ..CreateRequest::default()
             }
         );

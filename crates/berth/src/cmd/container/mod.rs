@@ -10,6 +10,7 @@ mod format;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod network;
 mod ps;
 mod run;
 mod stats;
@@ -27,9 +28,10 @@ use crate::Globals;
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Create and run a container from an image.
-    Run(run::RunArgs),
+    // Boxed, as Create: their flags are most of the parsed command line.
+    Run(Box<run::RunArgs>),
     /// Create a container without starting it; prints its id.
-    Create(create_args::CreateArgs),
+    Create(Box<create_args::CreateArgs>),
     /// Start one or more stopped containers.
     Start(lifecycle::NamesArgs),
     /// Stop one or more running containers (SIGTERM, then SIGKILL after a timeout).
@@ -52,13 +54,18 @@ pub enum ContainerCommand {
     Stats(stats::StatsArgs),
     /// Block until containers stop, then print their exit codes.
     Wait(lifecycle::NamesArgs),
+    /// List a container's published ports.
+    Port(network::PortArgs),
+    /// Manage networks: create, ls, inspect, rm.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 pub fn run(globals: &Globals, command: ContainerCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(globals.host.clone());
     match command {
-        ContainerCommand::Run(args) => Ok(run::run(&client, args)),
-        ContainerCommand::Create(args) => Ok(run::create(&client, args)),
+        ContainerCommand::Run(args) => Ok(run::run(&client, *args)),
+        ContainerCommand::Create(args) => Ok(run::create(&client, *args)),
         ContainerCommand::Start(args) => block_on(lifecycle::start(&client, args)),
         ContainerCommand::Stop(args) => block_on(lifecycle::stop(&client, args)),
         ContainerCommand::Restart(args) => block_on(lifecycle::restart(&client, args)),
@@ -70,6 +77,8 @@ pub fn run(globals: &Globals, command: ContainerCommand) -> anyhow::Result<ExitC
         ContainerCommand::Exec(args) => block_on(exec::exec(&client, args)),
         ContainerCommand::Inspect(args) => block_on(inspect::inspect(&client, args)),
         ContainerCommand::Stats(args) => block_on(stats::stats(&client, args)),
+        ContainerCommand::Port(args) => block_on(network::port(&client, args)),
+        ContainerCommand::Network(command) => block_on(network::network(&client, command)),
     }
 }
 

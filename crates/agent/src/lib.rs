@@ -8,13 +8,16 @@
 //!   and auto-remove on pidfd-watched supervisor exits, re-adoption on start.
 //! - [`logs`] reads and follows json-file logs across rotation; [`stats`] reads cgroups.
 //! - [`server`] holds the thin axum routes, [`Daemon`] the lock, socket and adoption.
+//! - [`config_sync`] watches the store's config keys and has the manager place changed
+//!   values in containers (issue #6).
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
 //!
 //! Not done yet: a terminal for exec, output frames on attach (output is read with
-//! `logs --follow`), remounting rootfs overlays after a reboot, and anything using the
-//! store (`--store-endpoints` is only validated).
+//! `logs --follow`), remounting rootfs overlays after a reboot, service registration in the
+//! store.
 
+pub mod config_sync;
 pub mod daemon;
 pub mod error;
 pub mod exec_shim;

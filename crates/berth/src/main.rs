@@ -56,7 +56,7 @@ enum Command {
     /// rm, history.
     Config(cmd::config::ConfigArgs),
     #[command(flatten)]
-    Container(cmd::container::ContainerCommand),
+    Container(Box<cmd::container::ContainerCommand>),
     /// Supervise one container (run by the daemon).
     #[command(hide = true)]
     Supervise(cmd::supervise::SuperviseArgs),
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cmd::daemon::run(&globals, args),
         Command::Kv(args) => cmd::kv::run(args),
         Command::Config(args) => cmd::config::run(args),
-        Command::Container(command) => cmd::container::run(&globals, command),
+        Command::Container(command) => cmd::container::run(&globals, *command),
         Command::Supervise(args) => cmd::supervise::run(&args),
         Command::ExecShim(args) => Ok(cmd::exec_shim::run(&args)),
     };

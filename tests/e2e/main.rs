@@ -4,6 +4,7 @@
 // Test code: a panic with the failing value is the report we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config;
 mod containers;
 mod image;
 mod pull;

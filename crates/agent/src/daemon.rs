@@ -141,6 +141,17 @@ impl Daemon {
         })
     }
 
+    /// Shares configuration through the store at `endpoints` (issue #6): creates read config
+    /// keys from it, and a task keeps the containers' config files in sync with it.
+    pub async fn share_config(&self, endpoints: &[String]) -> Result<(), DaemonError> {
+        let kv = berth_config::Kv::connect(endpoints)
+            .await
+            .map_err(|e| crate::error::AgentError::Internal(e.to_string()))?;
+        self.manager.set_config_store(kv.clone());
+        crate::config_sync::spawn(Arc::clone(&self.manager), kv);
+        Ok(())
+    }
+
     pub fn manager(&self) -> &Arc<ContainerManager> {
         &self.manager
     }

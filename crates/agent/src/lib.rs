@@ -10,13 +10,15 @@
 //! - [`network`] wires berth-net in: a sandbox per bridged container, its hosts and
 //!   resolv.conf, a DNS server per network, GC at start, `/v1/networks`.
 //! - [`server`] holds the thin axum routes, [`Daemon`] the lock, socket and adoption.
+//! - [`config_sync`] watches the store's config keys and has the manager place changed
+//!   values in containers (issue #6).
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
 //!
-//! Not done yet: resizing an exec's terminal (it is 24x80), output frames on attach (output is read with
-//! `logs --follow`), remounting rootfs overlays after a reboot, and anything using the
-//! store (`--store-endpoints` is only validated).
+//! Not done yet: output frames on attach (output is read with `logs --follow`), remounting
+//! rootfs overlays after a reboot, service registration in the store.
 
+pub mod config_sync;
 pub mod daemon;
 pub mod error;
 pub mod exec_shim;

@@ -24,6 +24,7 @@ use berth_client::api::{
     ContainerInspect, ContainerState as ApiState, ContainerStatus, ContainerSummary, CreateRequest,
     CreateResponse, WaitResponse,
 };
+use berth_config::{CONFIG_PREFIX, ConfigFile, ConfigKey, Kv};
 use berth_image::Store;
 use berth_runtime::supervisor::{
     ContainerState, Request, Response, StateDir, Status, SupervisorConfig, request,
@@ -98,6 +99,8 @@ pub struct ContainerManager {
     changes: watch::Sender<u64>,
     /// Bridged networking: sandboxes, attachments, DNS.
     networks: DaemonNetworks,
+    /// The store config keys are read from (issue #6), once the daemon has one.
+    config_store: std::sync::OnceLock<Kv>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,11 +177,21 @@ impl ContainerManager {
             runtime: tokio::runtime::Handle::current(),
             index: Mutex::new(Index::default()),
             changes: watch::Sender::new(0),
+            config_store: std::sync::OnceLock::new(),
         }))
     }
 
     pub fn networks(&self) -> &DaemonNetworks {
         &self.networks
+    }
+
+    /// Sets the store config keys are read from (once; later calls are ignored).
+    pub fn set_config_store(&self, kv: Kv) {
+        let _ = self.config_store.set(kv);
+    }
+
+    pub fn config_store(&self) -> Option<&Kv> {
+        self.config_store.get()
     }
 
     pub fn host(&self) -> &HostFacts {
@@ -286,7 +299,8 @@ impl ContainerManager {
     /// Creates a container: validates everything, then makes its rootfs, bundle and state
     /// directory; on any error nothing is left.
     pub fn create(self: &Arc<Self>, request: CreateRequest) -> Result<CreateResponse> {
-        let parsed = parse_create(&request)?;
+        let mut parsed = parse_create(&request)?;
+        let config_values = self.config_values(&mut parsed)?;
         for volume in &parsed.options.volumes {
             if !volume.host().exists() {
                 return Err(AgentError::BadRequest(format!(
@@ -313,7 +327,14 @@ impl ContainerManager {
             .map_err(|e| AgentError::Internal(e.to_string()))?;
         let id = ContainerId::from_random_bytes(rand::random());
         let name = self.reserve_name(parsed.name.as_ref().map(|n| n.as_str().to_owned()))?;
-        let made = self.make(&id, &name, &request, &parsed, &image, &image_config);
+        let made = self.make(
+            &id,
+            &name,
+            &request,
+            &parsed,
+            (&image, &image_config),
+            &config_values,
+        );
         match made {
             Ok(record) => {
                 let mut index = lock(&self.index);
@@ -374,8 +395,11 @@ impl ContainerManager {
         name: &str,
         request: &CreateRequest,
         parsed: &crate::options::ParsedCreate,
-        image: &berth_image::ImageRecord,
-        image_config: &oci_spec::image::ImageConfiguration,
+        (image, image_config): (
+            &berth_image::ImageRecord,
+            &oci_spec::image::ImageConfiguration,
+        ),
+        config_values: &HashMap<ConfigKey, Vec<u8>>,
     ) -> Result<ContainerRecord> {
         let internal = |e: &dyn std::fmt::Display| AgentError::Internal(e.to_string());
         let rootfs = self
@@ -383,6 +407,13 @@ impl ContainerManager {
             .prepare_rootfs(id.as_str(), image)
             .map_err(|e| internal(&e))?;
         rootfs.mount().map_err(|e| internal(&e))?;
+        for config in &parsed.configs {
+            let value = config_values
+                .get(&config.key)
+                .map_or(&[][..], Vec::as_slice);
+            berth_config::place::write_atomic(&rootfs.target, &config.target, value, config.mode)
+                .map_err(|e| AgentError::BadRequest(format!("config {}: {e}", config.key)))?;
+        }
         let users =
             UserDb::load(&rootfs.target).map_err(|e| AgentError::BadRequest(e.to_string()))?;
         let dir = self.state_dir(id);
@@ -457,6 +488,104 @@ impl ContainerManager {
         };
         record.write(dir.path()).map_err(|e| internal(&e))?;
         Ok(record)
+    }
+
+    /// Reads the values of every config key `parsed` binds (one read, so all are of one
+    /// revision) and adds the environment variables they define. A missing key is a 404
+    /// and nothing is made.
+    fn config_values(
+        &self,
+        parsed: &mut crate::options::ParsedCreate,
+    ) -> Result<HashMap<ConfigKey, Vec<u8>>> {
+        let keys: Vec<&ConfigKey> = parsed
+            .configs
+            .iter()
+            .map(|c| &c.key)
+            .chain(parsed.config_env.iter().map(|e| &e.key))
+            .collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let Some(kv) = self.config_store.get() else {
+            return Err(AgentError::BadRequest(
+                "this daemon has no store to read config keys from".into(),
+            ));
+        };
+        let (_, entries) = self
+            .runtime
+            .block_on(kv.get(CONFIG_PREFIX.as_bytes(), true, 0))
+            .map_err(|e| AgentError::Internal(format!("cannot read config keys: {e}")))?;
+        let values: HashMap<ConfigKey, Vec<u8>> = entries
+            .into_iter()
+            .filter_map(|e| Some((ConfigKey::from_store_key(&e.key)?, e.value)))
+            .collect();
+        if let Some(missing) = keys.iter().find(|k| !values.contains_key(k)) {
+            return Err(AgentError::NotFound(format!(
+                "config key {missing} does not exist; set it first with `berth config set {missing} VALUE`"
+            )));
+        }
+        for binding in &parsed.config_env {
+            let value = std::str::from_utf8(&values[&binding.key])
+                .ok()
+                .filter(|v| !v.contains('\0'))
+                .ok_or_else(|| {
+                    AgentError::BadRequest(format!(
+                        "config key {} cannot be the environment variable {}: its value is not text (UTF-8 without NUL bytes)",
+                        binding.key, binding.var
+                    ))
+                })?;
+            let var = format!("{}={value}", binding.var)
+                .parse()
+                .map_err(|e: berth_runtime::OptionError| AgentError::BadRequest(e.to_string()))?;
+            parsed.options.env.push(var);
+        }
+        Ok(values)
+    }
+
+    /// Places changed config values in the containers that bind them (issue #6): for each
+    /// config file whose key is in `values` and whose content differs, the value replaces
+    /// the file atomically in the container's rootfs; then a running container with a
+    /// `ConfigSignal` gets that signal once. Errors are logged per container.
+    pub fn deliver_config(&self, values: &HashMap<ConfigKey, Vec<u8>>) {
+        let entries: Vec<(ContainerId, Entry)> = lock(&self.index)
+            .containers
+            .iter()
+            .filter(|(_, e)| !e.removing)
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        for (id, entry) in entries {
+            let request = &entry.record.request;
+            let mut changed = false;
+            for binding in &request.configs {
+                let Ok(config) = binding.parse::<ConfigFile>() else {
+                    continue;
+                };
+                let Some(value) = values.get(&config.key) else {
+                    continue;
+                };
+                let rootfs = &entry.record.rootfs;
+                match berth_config::place::read(rootfs, &config.target) {
+                    Ok(Some(current)) if current == *value => continue,
+                    _ => {}
+                }
+                match berth_config::place::write_atomic(rootfs, &config.target, value, config.mode)
+                {
+                    Ok(()) => changed = true,
+                    Err(err) => tracing::warn!(%id, %err, "cannot place a config value"),
+                }
+            }
+            let Some(signal) = request.config_signal.as_ref().filter(|_| changed) else {
+                continue;
+            };
+            if entry.supervisor.is_some_and(alive) {
+                let kill = Request::Kill {
+                    signal: signal.clone(),
+                };
+                if let Err(err) = self.control(&id, &kill, CONTROL_SLACK) {
+                    tracing::warn!(%id, %err, "cannot signal a config change");
+                }
+            }
+        }
     }
 
     /// Removes everything a container may have: libcontainer state and cgroup (idempotent

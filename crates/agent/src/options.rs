@@ -2,6 +2,7 @@
 //! Pure: no file is touched here (volume sources are checked in [`crate::create`]).
 
 use berth_client::api::CreateRequest;
+use berth_config::{ConfigEnv, ConfigFile};
 use berth_runtime::{
     BlkioWeight, ByteSize, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, MemoryLimit, NetworkMode,
     PidsLimit, RestartPolicy, RunOptions, TmpfsMount, UserSpec, Volume,
@@ -20,6 +21,12 @@ pub struct ParsedCreate {
     /// A bridged network (`bridge` or a network's name), set up by the daemon at create;
     /// `None` for `none` and `host` (in `options.network`).
     pub bridge: Option<BridgeRequest>,
+    /// `Configs`: config values placed as files.
+    pub configs: Vec<ConfigFile>,
+    /// `ConfigEnv`: config values as environment variables.
+    pub config_env: Vec<ConfigEnv>,
+    /// `ConfigSignal`, validated.
+    pub config_signal: Option<String>,
 }
 
 fn bad(field: &str) -> impl Fn(String) -> AgentError + '_ {
@@ -135,11 +142,39 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
         .as_deref()
         .map(|n| parse::<ContainerName>("Name", n))
         .transpose()?;
+    let configs = request
+        .configs
+        .iter()
+        .map(|c| parse::<ConfigFile>("Configs", c))
+        .collect::<Result<Vec<_>>>()?;
+    check_config_targets(&configs, &options)?;
+    let config_env = request
+        .config_env
+        .iter()
+        .map(|c| parse::<ConfigEnv>("ConfigEnv", c))
+        .collect::<Result<_>>()?;
+    let config_signal = request
+        .config_signal
+        .as_deref()
+        .map(|s| {
+            berth_runtime::supervisor::parse_signal(s)
+                .map(|_| s.to_owned())
+                .map_err(bad("ConfigSignal"))
+        })
+        .transpose()?;
+    if config_signal.is_some() && configs.is_empty() {
+        return Err(AgentError::BadRequest(
+            "ConfigSignal (--config-signal) needs at least one Configs (--config) file".into(),
+        ));
+    }
     Ok(ParsedCreate {
         options,
         restart,
         name,
         bridge,
+        configs,
+        config_env,
+        config_signal,
     })
 }
 
@@ -205,6 +240,35 @@ fn parse_network(
         ip,
         aliases: host.network_aliases.clone(),
     }))
+}
+
+/// Config files are written into the rootfs from the host, so none may sit under a mount
+/// (volume or tmpfs) that would hide it, and no two may share a path.
+fn check_config_targets(configs: &[ConfigFile], options: &RunOptions) -> Result<()> {
+    let mounts: Vec<String> = options
+        .volumes
+        .iter()
+        .map(|v| v.container().to_string())
+        .chain(options.tmpfs.iter().map(|t| t.container().to_string()))
+        .collect();
+    for (i, config) in configs.iter().enumerate() {
+        if let Some(mount) = mounts
+            .iter()
+            .find(|m| config.target.starts_with(std::path::Path::new(m)))
+        {
+            return Err(bad("Configs")(format!(
+                "{} is under the mount {mount}, which would hide it",
+                config.target.display()
+            )));
+        }
+        if configs[..i].iter().any(|c| c.target == config.target) {
+            return Err(bad("Configs")(format!(
+                "{} is the target of two config files",
+                config.target.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -314,5 +378,41 @@ mod tests {
             parse_create(&bad_name),
             Err(AgentError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn config_bindings_are_validated() {
+        let with = |configs: &[&str], env: &[&str], signal: Option<&str>, binds: &[&str]| {
+            let mut r = request(HostConfig {
+                binds: binds.iter().map(|b| (*b).to_owned()).collect(),
+                ..HostConfig::default()
+            });
+            r.configs = configs.iter().map(|c| (*c).to_owned()).collect();
+            r.config_env = env.iter().map(|c| (*c).to_owned()).collect();
+            r.config_signal = signal.map(str::to_owned);
+            parse_create(&r)
+        };
+        let parsed = with(&["app/a:/etc/a:0600"], &["app/b=B"], Some("HUP"), &[]).unwrap();
+        assert_eq!(parsed.configs[0].mode, 0o600);
+        assert_eq!(parsed.config_env[0].var, "B");
+        assert_eq!(parsed.config_signal.as_deref(), Some("HUP"));
+        let cases = [
+            (with(&["app/a:etc/a"], &[], None, &[]), "Configs"),
+            (with(&["app/a:/etc/a:9"], &[], None, &[]), "Configs"),
+            (with(&["/bad:/etc/a"], &[], None, &[]), "config key"),
+            (with(&["a:/x", "b:/x"], &[], None, &[]), "two config files"),
+            (with(&["a:/data/x"], &[], None, &["/tmp:/data"]), "hide it"),
+            (with(&[], &["a=1X"], None, &[]), "ConfigEnv"),
+            (with(&["a:/x"], &[], Some("SIGNOPE"), &[]), "ConfigSignal"),
+            (with(&[], &[], Some("HUP"), &[]), "needs at least one"),
+        ];
+        for (result, expected) in cases {
+            match result {
+                Err(AgentError::BadRequest(message)) => {
+                    assert!(message.contains(expected), "{expected}: {message}")
+                }
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
     }
 }

@@ -50,8 +50,13 @@ enum Command {
     Store(cmd::store::StoreArgs),
     /// Run the host daemon: the container API on <run-dir>/berth.sock and the embedded store.
     Daemon(cmd::daemon::DaemonArgs),
+    /// Raw access to the store's keys (etcdctl-like): get, put, del, watch.
+    Kv(cmd::kv::KvArgs),
+    /// Configuration values shared with containers (`berth run --config`): set, get, ls,
+    /// rm, history.
+    Config(cmd::config::ConfigArgs),
     #[command(flatten)]
-    Container(cmd::container::ContainerCommand),
+    Container(Box<cmd::container::ContainerCommand>),
     /// Supervise one container (run by the daemon).
     #[command(hide = true)]
     Supervise(cmd::supervise::SuperviseArgs),
@@ -88,7 +93,9 @@ fn main() -> ExitCode {
         Command::Image(command) => cmd::image::run(&globals, command),
         Command::Store(args) => cmd::store::run(&globals, args),
         Command::Daemon(args) => cmd::daemon::run(&globals, args),
-        Command::Container(command) => cmd::container::run(&globals, command),
+        Command::Kv(args) => cmd::kv::run(args),
+        Command::Config(args) => cmd::config::run(args),
+        Command::Container(command) => cmd::container::run(&globals, *command),
         Command::Supervise(args) => cmd::supervise::run(&args),
         Command::ExecShim(args) => Ok(cmd::exec_shim::run(&args)),
     };

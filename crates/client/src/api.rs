@@ -83,6 +83,15 @@ pub struct CreateRequest {
     pub open_stdin: bool,
     /// `--rm`: the daemon removes the container when it has exited for good.
     pub auto_remove: bool,
+    /// `--config KEY:/PATH[:MODE]`: config values (`berth config`, stored under
+    /// `/berth/config/KEY`) placed as files in the container, mode 0444 unless given in
+    /// octal, replaced atomically when the value changes. Every key must exist at create.
+    pub configs: Vec<String>,
+    /// `--config-env KEY=VARIABLE`: config values as environment variables, read at create.
+    pub config_env: Vec<String>,
+    /// `--config-signal SIGNAL`: sent to the container's main process after one of its
+    /// config files changed.
+    pub config_signal: Option<String>,
     pub host_config: HostConfig,
 }
 

@@ -41,11 +41,20 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: u32,
+    /// The store's client URL: the embedded store's, or the external one given.
+    store: String,
+    /// Whether `store` is external (`--store-endpoints`).
+    external: bool,
 }
 
 impl Daemon {
-    /// A new root with busybox imported, and a daemon serving it.
+    /// A new root with busybox imported, and a daemon serving it with its embedded store.
     pub fn start() -> Self {
+        Self::start_with_store(None)
+    }
+
+    /// As [`Self::start`], with the store at `endpoint` (`--store-endpoints`) when given.
+    pub fn start_with_store(endpoint: Option<&str>) -> Self {
         // Short paths: a supervisor's control.sock is <root>/containers/<64-hex id>/control.sock,
         // and a unix socket's path must fit in 108 bytes.
         let dir = tempfile::Builder::new()
@@ -64,6 +73,11 @@ impl Daemon {
             dir,
             child: None,
             starts: 0,
+            store: endpoint.map_or_else(
+                || format!("http://127.0.0.1:{}", free_port()),
+                str::to_owned,
+            ),
+            external: endpoint.is_some(),
         };
         daemon.spawn();
         daemon
@@ -124,7 +138,8 @@ impl Daemon {
         command
             .arg("--host")
             .arg(self.host())
-            .env_remove("BERTH_HOST");
+            .env_remove("BERTH_HOST")
+            .env("BERTH_STORE_ENDPOINTS", &self.store);
         command
     }
 
@@ -156,13 +171,16 @@ impl Daemon {
         assert!(self.child.is_none(), "a daemon is already running");
         self.starts += 1;
         let root = self.root();
-        let store = format!("http://127.0.0.1:{}", free_port());
         let mut command = berth(&root);
         command
             .args(["--log-level", "info", "daemon", "--run-dir"])
             .arg(root.join("run"))
-            .args(["--store-listen", &store])
             .args(["--bridge", &self.bridge(), "--subnet", &self.subnet()]);
+        if self.external {
+            command.args(["--store-endpoints", &self.store]);
+        } else {
+            command.args(["--store-listen", &self.store]);
+        }
         let log = self.log_path();
         let child = command
             .stdin(Stdio::null())
@@ -184,7 +202,11 @@ impl Daemon {
                     fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            if UnixStream::connect(self.socket()).is_ok() && self.run(&["ps"]).status.success() {
+            // Ready when the API answers and so does its store (`berth kv` talks to it).
+            if UnixStream::connect(self.socket()).is_ok()
+                && self.run(&["ps"]).status.success()
+                && self.run(&["kv", "get", "/"]).status.success()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

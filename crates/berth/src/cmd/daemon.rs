@@ -55,7 +55,7 @@ fn store_config(globals: &Globals, args: &DaemonArgs) -> Config {
 }
 
 /// An endpoint must be `http://HOST:PORT` or `https://HOST:PORT`.
-fn check_endpoint(url: &str) -> anyhow::Result<()> {
+pub(crate) fn check_endpoint(url: &str) -> anyhow::Result<()> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
@@ -69,17 +69,20 @@ fn check_endpoint(url: &str) -> anyhow::Result<()> {
         }
     });
     if !valid {
-        bail!(
-            "invalid --store-endpoints URL {url:?}: expected http://HOST:PORT or https://HOST:PORT"
-        );
+        bail!("invalid store endpoint URL {url:?}: expected http://HOST:PORT or https://HOST:PORT");
     }
     Ok(())
 }
 
 pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     for url in &args.store_endpoints {
-        check_endpoint(url)?;
+        check_endpoint(url).context("--store-endpoints")?;
     }
+    let config_endpoints = if args.store_endpoints.is_empty() {
+        vec![args.store_listen.clone()]
+    } else {
+        args.store_endpoints.clone()
+    };
     let embedded_store = args
         .store_endpoints
         .is_empty()
@@ -111,6 +114,10 @@ pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let daemon = Daemon::start_with_network(paths, Arc::new(BerthBinary { exe }), net)
             .await
             .context("cannot start the daemon")?;
+        daemon
+            .share_config(&config_endpoints)
+            .await
+            .context("cannot share configuration through the store")?;
         let api = async {
             daemon
                 .serve(stopped(stop_rx.clone()))

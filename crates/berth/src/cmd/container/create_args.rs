@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use berth_client::api::{CreateRequest, DeviceRate as ApiDeviceRate, HostConfig};
+use berth_config::{ConfigEnv, ConfigFile};
 use berth_runtime::{
     BlkioWeight, ContainerPath, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, LimitError,
     MemoryLimit, NetworkMode, PidsLimit, RestartPolicy, TmpfsMount, UserSpec, Volume,
@@ -99,6 +100,16 @@ pub struct CreateArgs {
     /// Another name the container's network peers resolve it by.
     #[arg(long = "network-alias", value_name = "NAME")]
     pub network_alias: Vec<Hostname>,
+    /// Place a config value (`berth config set KEY …`) as a file in the container, replaced
+    /// atomically whenever the value changes; MODE is octal (default 0444).
+    #[arg(long = "config", value_name = "KEY:/PATH[:MODE]")]
+    pub config: Vec<ConfigFile>,
+    /// Set an environment variable to a config value (read when the container is created).
+    #[arg(long = "config-env", value_name = "KEY=VARIABLE")]
+    pub config_env: Vec<ConfigEnv>,
+    /// Send this signal to the container's main process after a --config file changed.
+    #[arg(long = "config-signal", value_name = "SIGNAL", value_parser = parse_signal)]
+    pub config_signal: Option<String>,
     /// The image: a name, an id or a unique id prefix.
     pub image: String,
     /// The command and its arguments, instead of the image's.
@@ -108,6 +119,10 @@ pub struct CreateArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+fn parse_signal(s: &str) -> Result<String, String> {
+    berth_runtime::supervisor::parse_signal(s).map(|_| s.to_owned())
 }
 
 pub(super) fn parse_user(s: &str) -> Result<String, berth_runtime::UserError> {
@@ -192,6 +207,9 @@ impl CreateArgs {
             tty: self.tty,
             open_stdin: self.interactive,
             auto_remove: auto_remove && self.rm,
+            configs: self.config.iter().map(ToString::to_string).collect(),
+            config_env: self.config_env.iter().map(ToString::to_string).collect(),
+            config_signal: self.config_signal.clone(),
             host_config,
         })
     }
@@ -371,6 +389,11 @@ mod tests {
             ("--device-read-bps", "/dev/null:1mb"),
             ("--user", "a:b:c"),
             ("--hostname", "under_score"),
+            ("--config", "app/a:etc/a"),
+            ("--config", "app/a:/etc/a:rw"),
+            ("--config", "/app:/etc/a"),
+            ("--config-env", "app/a=1X"),
+            ("--config-signal", "SIGNOPE"),
         ] {
             let err = parse(&[flag, value, "busybox"]).unwrap_err().to_string();
             assert!(
@@ -382,6 +405,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid size \"12zz\""), "{err}");
+    }
+
+    #[test]
+    fn config_flags_become_the_requests_config_fields() {
+        let request = parse(&[
+            "--config",
+            "app/a:/etc/a",
+            "--config",
+            "app/b:/etc/b:600",
+            "--config-env",
+            "app/c=C",
+            "--config-signal",
+            "HUP",
+            "busybox",
+        ])
+        .unwrap()
+        .to_request(false)
+        .unwrap();
+        assert_eq!(request.configs, ["app/a:/etc/a:0444", "app/b:/etc/b:0600"]);
+        assert_eq!(request.config_env, ["app/c=C"]);
+        assert_eq!(request.config_signal.as_deref(), Some("HUP"));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn run(globals: &Globals, command: ContainerCommand) -> anyhow::Result<ExitC
 }
 
 /// Runs `future` on a single-threaded runtime: a command waits on one daemon at a time.
-fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -137,16 +137,22 @@ async fn acknowledged_writes_survive_leader_kill_9_and_restart_berth() {
     scenario_on(Store::Berth, 2, false, kill_the_leader_and_restart).await;
 }
 
+async fn pause_the_leader(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let victim = leader(cluster).await;
+    cluster.hosts.pause(victim).expect("SIGSTOP the leader");
+    sleep(Duration::from_secs(2)).await;
+    cluster.hosts.resume(victim).expect("SIGCONT the leader");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_leader_sigstop_then_sigcont_stays_linearizable() {
-    scenario(5, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.pause(victim).expect("SIGSTOP the leader");
-        sleep(Duration::from_secs(2)).await;
-        cluster.hosts.resume(victim).expect("SIGCONT the leader");
-    })
-    .await;
+    scenario(5, false, pause_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_sigstop_then_sigcont_stays_linearizable_berth() {
+    scenario_on(Store::Berth, 5, false, pause_the_leader).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,46 +180,53 @@ async fn slow_disk_on_the_leader_stays_linearizable() {
     );
 }
 
+async fn isolate_a_follower(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let leader = leader(cluster).await;
+    let follower = (leader + 1) % cluster.endpoints.len();
+    cluster
+        .hosts
+        .partition(&[&[follower]])
+        .expect("isolate a follower");
+    sleep(Duration::from_secs(2)).await;
+    cluster.hosts.heal().expect("heal");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_follower_serves_no_stale_reads() {
     // The classic bug: a cut-off follower answering reads from its own, aging, state.
-    scenario(7, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let leader = leader(cluster).await;
-        let follower = (leader + 1) % cluster.endpoints.len();
-        cluster
-            .hosts
-            .partition(&[&[follower]])
-            .expect("isolate a follower");
-        sleep(Duration::from_secs(2)).await;
-        cluster.hosts.heal().expect("heal");
-    })
-    .await;
+    scenario(7, false, isolate_a_follower).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_serves_no_stale_reads_berth() {
+    scenario_on(Store::Berth, 7, false, isolate_a_follower).await;
+}
+
+async fn isolate_the_leader(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let victim = leader(cluster).await;
+    cluster.hosts.isolate(victim).expect("isolate the leader");
+    sleep(Duration::from_secs(2)).await;
+    cluster.hosts.heal().expect("heal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_minority_then_heal_stays_linearizable() {
-    scenario(3, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.isolate(victim).expect("isolate the leader");
-        sleep(Duration::from_secs(2)).await;
-        cluster.hosts.heal().expect("heal");
-    })
-    .await;
+    scenario(3, false, isolate_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_minority_then_heal_stays_linearizable_berth() {
+    scenario_on(Store::Berth, 3, false, isolate_the_leader).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates() {
-    scenario(4, true, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.kill9(victim).expect("kill -9 the leader");
-        sleep(Duration::from_millis(1500)).await;
-        cluster
-            .hosts
-            .restart(victim)
-            .expect("restart the old leader");
-    })
-    .await;
+    scenario(4, true, kill_the_leader_and_restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates_berth() {
+    scenario_on(Store::Berth, 4, true, kill_the_leader_and_restart).await;
 }

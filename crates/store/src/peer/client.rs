@@ -184,6 +184,8 @@ fn status_error<E: std::error::Error>(url: &str, status: &tonic::Status) -> RpcE
 }
 
 impl PeerConnection {
+    // The error is openraft's own, as its `RaftNetwork` methods return it.
+    #[allow(clippy::result_large_err)]
     fn client<E: std::error::Error>(&self) -> Result<PeerClient<Channel>, RpcErr<E>> {
         self.client.clone().map_err(unreachable)
     }

@@ -199,6 +199,8 @@ async fn isolated_follower_serves_no_stale_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue #7: in about one run in three the leader's process vanishes mid-scenario \
+            (log ends without an error, no OOM) and the cluster is not ready at the end"]
 async fn isolated_follower_serves_no_stale_reads_berth() {
     scenario_on(Store::Berth, 7, false, isolate_a_follower).await;
 }

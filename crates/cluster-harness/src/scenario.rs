@@ -2,9 +2,7 @@
 //! every scenario ends with ([`Cluster::verify`]).
 //!
 //! What runs on each host is a [`MemberCommand`]: [`Etcd`] (Debian's etcd 3.4, the reference)
-//! today. berth's store gets its own implementation when it clusters (peer transport and
-//! `--initial-cluster`, issue #7): `berth store` already takes etcd's flag names, so it will
-//! mostly be [`Etcd`]'s arguments with berth's binary.
+//! or [`Berth`] (`berth store` with the same flags, ADR 0702).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -41,11 +39,6 @@ pub struct MemberSpec {
 
 /// How to start one member of a store cluster: the one thing that differs between etcd and
 /// berth in a scenario.
-///
-/// Only [`Etcd`] exists. berth's implementation comes when its store clusters (issue #7: peer
-/// transport, `--initial-cluster`, member add/remove); `berth store` already takes etcd's flag
-/// names, so it will be `berth store` followed by [`Etcd`]'s arguments, with the binary's path
-/// given by the test (`CARGO_BIN_EXE_berth` in the berth package's tests).
 pub trait MemberCommand {
     /// The program and arguments that run `member`; also used unchanged to restart it on the
     /// same data directory.
@@ -85,6 +78,28 @@ impl MemberCommand for Etcd {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+}
+
+/// berth's store (`berth store`), given the path of the `berth` binary: etcd's flags, which
+/// `berth store` takes by the same names.
+#[derive(Clone, Debug)]
+pub struct Berth {
+    pub binary: PathBuf,
+}
+
+impl MemberCommand for Berth {
+    fn argv(&self, m: &MemberSpec) -> Vec<String> {
+        let mut argv = vec![
+            self.binary.display().to_string(),
+            "--log-level".to_owned(),
+            "info".to_owned(),
+            "store".to_owned(),
+        ];
+        // Etcd's arguments less the program and its logger flags.
+        let etcd = Etcd.argv(m);
+        argv.extend(etcd[1..etcd.len() - 2].iter().cloned());
+        argv
     }
 }
 

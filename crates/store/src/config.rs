@@ -71,6 +71,118 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub quota_backend_bytes: u64,
     pub auto_compaction: AutoCompaction,
+    /// etcd's `--heartbeat-interval` (ms).
+    pub heartbeat_interval_ms: u64,
+    /// etcd's `--election-timeout` (ms): a follower hearing no leader for this long (randomised
+    /// up to twice it) starts an election.
+    pub election_timeout_ms: u64,
+    /// The cluster this member belongs to; `None` is a one-member store with no peer port.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// etcd's `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Every member of `--initial-cluster` starts together and forms the cluster.
+    New,
+    /// This member joins a running cluster that already lists it (`member add`).
+    Existing,
+}
+
+impl ClusterState {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "new" => Ok(Self::New),
+            "existing" => Ok(Self::Existing),
+            other => Err(format!(
+                "invalid --initial-cluster-state {other:?}: expected new or existing"
+            )),
+        }
+    }
+}
+
+/// A member of a replicated store: etcd's peer flags.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `--initial-cluster`: every member as (name, peer URL), in the order given.
+    pub initial_cluster: Vec<(String, String)>,
+    pub state: ClusterState,
+    /// `--initial-cluster-token`: distinguishes clusters made from the same URLs.
+    pub token: String,
+    /// `--listen-peer-urls`.
+    pub listen_peer_urls: Vec<String>,
+    /// `--initial-advertise-peer-urls`: this member's peer URL in the membership (the first).
+    pub advertise_peer_urls: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// Parses `--initial-cluster` (`n1=http://a:2380,n2=http://b:2380`).
+    pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, String> {
+        let mut members: Vec<(String, String)> = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, url) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--initial-cluster entry {part:?} is not NAME=PEER_URL"))?;
+            listen_addr(url).map_err(|e| e.to_string())?;
+            if members.iter().any(|(_, u)| u == url) {
+                return Err(format!("--initial-cluster names peer URL {url} twice"));
+            }
+            members.push((name.to_owned(), url.to_owned()));
+        }
+        if members.is_empty() {
+            return Err("--initial-cluster is empty".to_owned());
+        }
+        Ok(members)
+    }
+
+    /// This member's peer URL.
+    pub fn peer_url(&self) -> &str {
+        self.advertise_peer_urls
+            .first()
+            .or_else(|| self.listen_peer_urls.first())
+            .map_or("", String::as_str)
+    }
+
+    /// Every initial member as (member id, name, peer URL).
+    pub fn members(&self) -> Vec<(u64, String, String)> {
+        self.initial_cluster
+            .iter()
+            .map(|(name, url)| (member_id(url, &self.token), name.clone(), url.clone()))
+            .collect()
+    }
+
+    /// This member's id: derived from its peer URL and the token, as every other member
+    /// derives it from `--initial-cluster`.
+    pub fn own_id(&self) -> u64 {
+        member_id(self.peer_url(), &self.token)
+    }
+
+    /// The cluster's id: derived from the initial members' ids and the token.
+    pub fn cluster_id(&self) -> u64 {
+        let mut ids: Vec<u64> = self.members().into_iter().map(|(id, _, _)| id).collect();
+        ids.sort_unstable();
+        let mut bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+        bytes.extend_from_slice(self.token.as_bytes());
+        hash_id(&bytes)
+    }
+}
+
+/// A member id: the first 8 bytes of SHA-256 over the peer URL, a 0 byte and the cluster
+/// token (as etcd, which hashes peer URLs and token, so ids agree without talking).
+pub fn member_id(peer_url: &str, token: &str) -> u64 {
+    let mut bytes = peer_url.trim_end_matches('/').as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(token.as_bytes());
+    hash_id(&bytes)
+}
+
+fn hash_id(bytes: &[u8]) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // 0 means "no member" on etcd's wire.
+    u64::from_be_bytes(first).max(1)
 }
 
 impl Config {
@@ -83,6 +195,9 @@ impl Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
             auto_compaction: AutoCompaction::Off,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1000,
+            cluster: None,
         }
     }
 }
@@ -124,6 +239,34 @@ mod tests {
             Ok(AutoCompaction::Revision(100))
         );
         assert!(AutoCompaction::parse("weekly", "1").is_err());
+    }
+
+    #[test]
+    fn member_ids_follow_from_peer_urls_and_token_alone() {
+        let cluster = |own: &str| ClusterConfig {
+            initial_cluster: ClusterConfig::parse_initial_cluster(
+                "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2381",
+            )
+            .unwrap(),
+            state: ClusterState::New,
+            token: "t".into(),
+            listen_peer_urls: vec![own.into()],
+            advertise_peer_urls: vec![own.into()],
+        };
+        let (a, b) = (
+            cluster("http://127.0.0.1:2380"),
+            cluster("http://127.0.0.1:2381"),
+        );
+        assert_eq!(a.members(), b.members());
+        assert_eq!(a.cluster_id(), b.cluster_id());
+        assert_eq!(a.own_id(), a.members()[0].0);
+        assert_eq!(b.own_id(), b.members()[1].0);
+        assert_ne!(a.own_id(), b.own_id());
+        assert_ne!(member_id("http://127.0.0.1:2380", "other"), a.own_id());
+        assert!(ClusterConfig::parse_initial_cluster("n1").is_err());
+        assert!(
+            ClusterConfig::parse_initial_cluster("a=http://1.2.3.4:1,b=http://1.2.3.4:1").is_err()
+        );
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum EtcdError {
     Timeout,
     #[error("etcdserver: server stopped")]
     Stopped,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
 }
 
 impl EtcdError {
@@ -54,8 +58,43 @@ impl EtcdError {
             Self::NoSpace => Code::ResourceExhausted,
             Self::LeaseNotFound => Code::NotFound,
             Self::LeaseExist => Code::FailedPrecondition,
-            Self::Timeout | Self::Stopped => Code::Unavailable,
+            Self::Timeout | Self::Stopped | Self::NoLeader | Self::LeaderChanged => {
+                Code::Unavailable
+            }
         }
+    }
+
+    /// Every error, in the order of its number between members (the peer service's answers to
+    /// forwarded writes): append only.
+    const ALL: [Self; 17] = [
+        Self::EmptyKey,
+        Self::KeyNotFound,
+        Self::ValueProvided,
+        Self::LeaseProvided,
+        Self::TooManyOps,
+        Self::DuplicateKey,
+        Self::Compacted,
+        Self::FutureRev,
+        Self::NoSpace,
+        Self::LeaseNotFound,
+        Self::LeaseExist,
+        Self::LeaseTtlTooLarge,
+        Self::RequestTooLarge,
+        Self::Timeout,
+        Self::Stopped,
+        Self::NoLeader,
+        Self::LeaderChanged,
+    ];
+
+    /// The error's number between members (1-based; 0 means no error).
+    pub fn wire_code(self) -> u8 {
+        let at = Self::ALL.iter().position(|e| *e == self).unwrap_or(14);
+        u8::try_from(at + 1).unwrap_or(u8::MAX)
+    }
+
+    /// The error numbered `code`, if any.
+    pub fn from_wire_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 }
 

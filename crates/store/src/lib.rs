@@ -11,11 +11,12 @@
 //! How it is built: the [`apply`] path is a pure state machine fed by an ordered log; [`mvcc`],
 //! [`lease`] and [`watch`] are separate modules with no I/O; [`backend`] persists what the state
 //! machine hands it; [`raft`] adapts openraft's log storage (redb, group commit) and state machine
-//! traits; [`node`] is the thin shell that proposes writes to raft and publishes what it applies;
-//! [`server`] maps the gRPC services onto the node.
+//! traits; [`peer`] is the transport between members of a cluster (raft's RPCs and forwarding);
+//! [`node`] is the thin shell that proposes writes to raft (or forwards them to the leader) and
+//! publishes what it applies; [`server`] maps the gRPC services onto the node.
 //!
-//! What it does not do yet: replication (issue #7: a peer transport for the openraft log that is
-//! already there, and membership changes), auth, TLS, the gRPC gateway, and etcd's v2 API.
+//! What it does not do yet: membership changes at run time (issue #7), auth, TLS, the gRPC
+//! gateway, and etcd's v2 API.
 
 pub mod apply;
 pub mod backend;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod lease;
 pub mod mvcc;
 pub mod node;
+pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod watch;

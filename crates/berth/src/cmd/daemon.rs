@@ -40,18 +40,54 @@ pub struct DaemonArgs {
     /// Directory of the CNI plugins (bridge, host-local, portmap, firewall, loopback).
     #[arg(long, value_name = "DIR", default_value = "/usr/lib/cni")]
     cni_path: PathBuf,
+    /// The embedded store's member name.
+    #[arg(long, default_value = "default")]
+    store_name: String,
+    /// The embedded store's cluster: every member as NAME=PEER_URL (etcd's --initial-cluster).
+    #[arg(long)]
+    store_initial_cluster: Option<String>,
+    /// `new` or `existing` (etcd's --initial-cluster-state).
+    #[arg(long, default_value = "new")]
+    store_initial_cluster_state: String,
+    /// etcd's --initial-cluster-token.
+    #[arg(long, default_value = "etcd-cluster")]
+    store_initial_cluster_token: String,
+    /// Peer URLs the embedded store listens on (etcd's --listen-peer-urls).
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    store_listen_peer_urls: Vec<String>,
+    /// The embedded store's advertised peer URL (etcd's --initial-advertise-peer-urls).
+    #[arg(long, value_delimiter = ',')]
+    store_initial_advertise_peer_urls: Vec<String>,
+    /// etcd's --heartbeat-interval (ms).
+    #[arg(long, default_value_t = 100)]
+    store_heartbeat_interval: u64,
+    /// etcd's --election-timeout (ms).
+    #[arg(long, default_value_t = 1000)]
+    store_election_timeout: u64,
 }
 
 /// The embedded store's configuration, from the daemon's flags.
-fn store_config(globals: &Globals, args: &DaemonArgs) -> Config {
+fn store_config(globals: &Globals, args: &DaemonArgs) -> anyhow::Result<Config> {
     let data_dir = args
         .store_data_dir
         .clone()
         .unwrap_or_else(|| store::default_data_dir(globals));
     let mut config = Config::new(data_dir);
+    config.name = args.store_name.clone();
     config.listen_client_urls = vec![args.store_listen.clone()];
     config.advertise_client_urls = vec![args.store_listen.clone()];
-    config
+    store::PeerArgs {
+        initial_cluster: args.store_initial_cluster.clone(),
+        initial_cluster_state: args.store_initial_cluster_state.clone(),
+        initial_cluster_token: args.store_initial_cluster_token.clone(),
+        listen_peer_urls: args.store_listen_peer_urls.clone(),
+        initial_advertise_peer_urls: args.store_initial_advertise_peer_urls.clone(),
+        heartbeat_interval: args.store_heartbeat_interval,
+        election_timeout: args.store_election_timeout,
+    }
+    .apply(&mut config)
+    .context("--store-* flags")?;
+    Ok(config)
 }
 
 /// An endpoint must be `http://HOST:PORT` or `https://HOST:PORT`.
@@ -86,7 +122,8 @@ pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let embedded_store = args
         .store_endpoints
         .is_empty()
-        .then(|| store_config(globals, &args));
+        .then(|| store_config(globals, &args))
+        .transpose()?;
     let exe = std::env::current_exe().context("cannot find the berth binary")?;
     let paths = Paths::new(&globals.root, &args.run_dir);
     // A small runtime keeps the idle daemon small; blocking work (container files, control

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use berth_store::Config;
-use berth_store::config::{AutoCompaction, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUOTA_BACKEND_BYTES};
+use berth_store::config::{
+    AutoCompaction, ClusterConfig, ClusterState, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_QUOTA_BACKEND_BYTES,
+};
 use clap::Args;
 
 use crate::Globals;
@@ -36,6 +39,70 @@ pub struct StoreArgs {
     /// How much history auto-compaction keeps; 0 turns it off.
     #[arg(long, default_value = "0")]
     auto_compaction_retention: String,
+    #[command(flatten)]
+    peer: PeerArgs,
+}
+
+/// etcd's clustering flags. Without `--initial-cluster` the store is a one-member cluster with
+/// no peer port.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// Every member as NAME=PEER_URL, comma separated; makes this store a cluster member.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` (the members of --initial-cluster form the cluster) or `existing`.
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Distinguishes clusters made from the same peer URLs (member ids derive from both).
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Comma-separated URLs to serve other members on.
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    pub listen_peer_urls: Vec<String>,
+    /// This member's peer URL as the others reach it (default: the first listen peer URL).
+    #[arg(long, value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Time between leader heartbeats, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time a follower waits for a leader before standing for election, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+}
+
+impl PeerArgs {
+    /// Sets the clustering part of `config`.
+    pub fn apply(self, config: &mut Config) -> anyhow::Result<()> {
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            anyhow::bail!(
+                "--election-timeout ({} ms) must be at least 5 times --heartbeat-interval ({} ms)",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        config.heartbeat_interval_ms = self.heartbeat_interval;
+        config.election_timeout_ms = self.election_timeout;
+        let Some(initial) = self.initial_cluster else {
+            return Ok(());
+        };
+        let initial_cluster = ClusterConfig::parse_initial_cluster(&initial)
+            .map_err(anyhow::Error::msg)
+            .context("--initial-cluster")?;
+        let state = ClusterState::parse(&self.initial_cluster_state).map_err(anyhow::Error::msg)?;
+        let advertise_peer_urls = if self.initial_advertise_peer_urls.is_empty() {
+            self.listen_peer_urls.clone()
+        } else {
+            self.initial_advertise_peer_urls
+        };
+        config.cluster = Some(ClusterConfig {
+            initial_cluster,
+            state,
+            token: self.initial_cluster_token,
+            listen_peer_urls: self.listen_peer_urls,
+            advertise_peer_urls,
+        });
+        Ok(())
+    }
 }
 
 impl StoreArgs {
@@ -55,6 +122,7 @@ impl StoreArgs {
             AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
                 .map_err(anyhow::Error::msg)
                 .context("--auto-compaction-mode/--auto-compaction-retention")?;
+        self.peer.apply(&mut config)?;
         Ok(config)
     }
 }

@@ -1,6 +1,7 @@
-//! The scenarios of issue #7 against a 3-member etcd 3.4: load from 4 recording clients, a
-//! fault, then the checks of `Cluster::verify` (linearizable, no acknowledged write lost, equal
-//! HashKV on every member, watch streams exactly the committed history).
+//! The scenarios of issue #7 against a 3-member etcd 3.4, and those berth's store passes so far
+//! against a 3-member berth (`*_berth`): load from 4 recording clients, a fault, then the
+//! checks of `Cluster::verify` (linearizable, no acknowledged write lost, equal HashKV on every
+//! member, watch streams exactly the committed history).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,7 +13,7 @@ use berth_cluster_harness::lincheck::{Input, Operation, Output};
 use berth_cluster_harness::scenario::{Cluster, ScenarioError};
 use tokio::time::{Instant, sleep};
 
-use super::support::{Load, etcd_cluster, spawn_watcher, verify};
+use super::support::{Load, Store, spawn_watcher, start_cluster, verify};
 
 const LOAD: Duration = Duration::from_secs(4);
 
@@ -34,7 +35,16 @@ async fn scenario(
     watch_leader: bool,
     fault: impl AsyncFnOnce(&mut Cluster),
 ) -> (Cluster, Vec<Operation>, WatchRecord) {
-    let mut cluster = etcd_cluster().await;
+    scenario_on(Store::Etcd, seed, watch_leader, fault).await
+}
+
+async fn scenario_on(
+    store: Store,
+    seed: u64,
+    watch_leader: bool,
+    fault: impl AsyncFnOnce(&mut Cluster),
+) -> (Cluster, Vec<Operation>, WatchRecord) {
+    let mut cluster = start_cluster(store).await;
     let start = cluster
         .revision(Duration::from_secs(30))
         .await
@@ -106,31 +116,43 @@ async fn steady_load_is_linearizable_and_members_agree() {
     assert!(matches!(err, ScenarioError::Watch(_)), "{err}");
 }
 
+async fn kill_the_leader_and_restart(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let victim = leader(cluster).await;
+    cluster.hosts.kill9(victim).expect("kill -9 the leader");
+    sleep(Duration::from_millis(1500)).await;
+    cluster
+        .hosts
+        .restart(victim)
+        .expect("restart the old leader");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_leader_kill_9_and_restart() {
-    scenario(2, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.kill9(victim).expect("kill -9 the leader");
-        sleep(Duration::from_millis(1500)).await;
-        cluster
-            .hosts
-            .restart(victim)
-            .expect("restart the old leader");
-    })
-    .await;
+    scenario(2, false, kill_the_leader_and_restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_leader_kill_9_and_restart_berth() {
+    scenario_on(Store::Berth, 2, false, kill_the_leader_and_restart).await;
+}
+
+async fn pause_the_leader(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let victim = leader(cluster).await;
+    cluster.hosts.pause(victim).expect("SIGSTOP the leader");
+    sleep(Duration::from_secs(2)).await;
+    cluster.hosts.resume(victim).expect("SIGCONT the leader");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_leader_sigstop_then_sigcont_stays_linearizable() {
-    scenario(5, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.pause(victim).expect("SIGSTOP the leader");
-        sleep(Duration::from_secs(2)).await;
-        cluster.hosts.resume(victim).expect("SIGCONT the leader");
-    })
-    .await;
+    scenario(5, false, pause_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_sigstop_then_sigcont_stays_linearizable_berth() {
+    scenario_on(Store::Berth, 5, false, pause_the_leader).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,46 +180,55 @@ async fn slow_disk_on_the_leader_stays_linearizable() {
     );
 }
 
+async fn isolate_a_follower(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let leader = leader(cluster).await;
+    let follower = (leader + 1) % cluster.endpoints.len();
+    cluster
+        .hosts
+        .partition(&[&[follower]])
+        .expect("isolate a follower");
+    sleep(Duration::from_secs(2)).await;
+    cluster.hosts.heal().expect("heal");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_follower_serves_no_stale_reads() {
     // The classic bug: a cut-off follower answering reads from its own, aging, state.
-    scenario(7, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let leader = leader(cluster).await;
-        let follower = (leader + 1) % cluster.endpoints.len();
-        cluster
-            .hosts
-            .partition(&[&[follower]])
-            .expect("isolate a follower");
-        sleep(Duration::from_secs(2)).await;
-        cluster.hosts.heal().expect("heal");
-    })
-    .await;
+    scenario(7, false, isolate_a_follower).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue #7: in about one run in three the leader's process vanishes mid-scenario \
+            (log ends without an error, no OOM) and the cluster is not ready at the end"]
+async fn isolated_follower_serves_no_stale_reads_berth() {
+    scenario_on(Store::Berth, 7, false, isolate_a_follower).await;
+}
+
+async fn isolate_the_leader(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    let victim = leader(cluster).await;
+    cluster.hosts.isolate(victim).expect("isolate the leader");
+    sleep(Duration::from_secs(2)).await;
+    cluster.hosts.heal().expect("heal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_minority_then_heal_stays_linearizable() {
-    scenario(3, false, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.isolate(victim).expect("isolate the leader");
-        sleep(Duration::from_secs(2)).await;
-        cluster.hosts.heal().expect("heal");
-    })
-    .await;
+    scenario(3, false, isolate_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_minority_then_heal_stays_linearizable_berth() {
+    scenario_on(Store::Berth, 3, false, isolate_the_leader).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates() {
-    scenario(4, true, async |cluster: &mut Cluster| {
-        sleep(Duration::from_secs(1)).await;
-        let victim = leader(cluster).await;
-        cluster.hosts.kill9(victim).expect("kill -9 the leader");
-        sleep(Duration::from_millis(1500)).await;
-        cluster
-            .hosts
-            .restart(victim)
-            .expect("restart the old leader");
-    })
-    .await;
+    scenario(4, true, kill_the_leader_and_restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates_berth() {
+    scenario_on(Store::Berth, 4, true, kill_the_leader_and_restart).await;
 }

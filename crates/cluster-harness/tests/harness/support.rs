@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use berth_cluster_harness::client::{RecordingClient, WatchRecord, random_load, record_watch};
 use berth_cluster_harness::lincheck::{Clock, History, Operation};
-use berth_cluster_harness::scenario::{Cluster, Etcd, PREFIX, Report};
+use berth_cluster_harness::scenario::{Berth, Cluster, Etcd, MemberCommand, PREFIX, Report};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -17,8 +17,39 @@ pub const CLIENTS: usize = 4;
 /// Each request's time limit; past it the outcome is unknown.
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(1);
 
-pub async fn etcd_cluster() -> Cluster {
-    let cluster = Cluster::start(MEMBERS, &Etcd).expect("start etcd members");
+/// Which store a scenario runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Store {
+    Etcd,
+    Berth,
+}
+
+/// The `berth` binary of this build: next to the test binary's `deps/` directory. `cargo test
+/// --workspace` builds it; `cargo test -p berth-cluster-harness` alone needs `cargo build -p
+/// berth` first.
+fn berth_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("berth");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p berth` first",
+        binary.display()
+    );
+    binary
+}
+
+pub async fn start_cluster(store: Store) -> Cluster {
+    let command: Box<dyn MemberCommand> = match store {
+        Store::Etcd => Box::new(Etcd),
+        Store::Berth => Box::new(Berth {
+            binary: berth_binary(),
+        }),
+    };
+    let cluster = Cluster::start(MEMBERS, command.as_ref()).expect("start members");
     cluster
         .wait_ready(Duration::from_secs(60))
         .await

@@ -8,21 +8,26 @@ mod tasks;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use etcd_client::proto::{PbEvent, PbResponseHeader};
 use openraft::BasicNode;
-use tokio::sync::{mpsc, oneshot};
+use openraft::error::{InitializeError, RaftError};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::apply::{Applied, ApplyOutput, Command, StateMachine, WriteSet};
 use crate::backend::Backend;
-use crate::config::Config;
+use crate::config::{ClusterState, Config, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::lease::LeaseClock;
 use crate::mvcc::KeyRange;
-use crate::raft::{self, LogStore, NoNetwork, Raft, Response, StateMachineStore};
+use crate::peer::{PeerNetwork, Peers, serve_peers};
+use crate::raft::{self, LogStore, Raft, Response, StateMachineStore};
 use crate::watch::{History, WatchHub};
+
+const FORWARD_TIMEOUT: Duration = crate::peer::FORWARD_TIMEOUT;
 
 pub use proposer::{MAX_BATCH, MAX_BATCH_BYTES};
 pub use tasks::spawn_background;
@@ -53,12 +58,19 @@ pub struct Identity {
 }
 
 impl Shared {
-    /// Loads the state from `backend`; `quota` is the space quota (bytes) for the NOSPACE alarm.
+    /// Loads the state from `backend`; `quota` is the space quota (bytes) for the NOSPACE alarm;
+    /// `ids` (member, cluster) replace the ones the backend chose (a cluster member's derive
+    /// from its flags).
     pub fn load(
         mut backend: Box<dyn Backend>,
         quota: u64,
+        ids: Option<(u64, u64)>,
     ) -> Result<(Arc<Self>, Identity), StoreError> {
-        let loaded = backend.load()?;
+        let mut loaded = backend.load()?;
+        if let Some((member_id, cluster_id)) = ids {
+            loaded.member_id = member_id;
+            loaded.cluster_id = cluster_id;
+        }
         let revision = loaded.state.index().current_revision();
         let mut clock = LeaseClock::default();
         let now = Instant::now();
@@ -93,21 +105,15 @@ impl Shared {
     }
 
     pub(crate) fn state_read(&self) -> RwLockReadGuard<'_, StateMachine> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn state_write(&self) -> RwLockWriteGuard<'_, StateMachine> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn backend(&self) -> std::sync::MutexGuard<'_, Box<dyn Backend>> {
-        self.backend
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.backend.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Persists the write set of a batch of applied entries.
@@ -147,7 +153,7 @@ impl Shared {
     fn clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
         self.lease_clock
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn no_space(&self) -> bool {
@@ -189,11 +195,16 @@ impl Shared {
     }
 }
 
-/// One running store member: a one-member raft cluster (issue #7 adds members).
+/// One running store member of a raft cluster (of one member unless `config.cluster` is set).
 pub struct Node {
     shared: Arc<Shared>,
     raft: Raft,
     proposals: mpsc::Sender<proposer::Proposal>,
+    /// Channels to the other members: raft's and forwarding's.
+    peers: Peers,
+    /// Stops the peer server.
+    peer_stop: watch::Sender<bool>,
+    peer_tasks: Mutex<Vec<JoinHandle<()>>>,
     pub config: Config,
     /// This member's id: its raft node id.
     pub member_id: u64,
@@ -210,53 +221,188 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Who leads, as this member knows.
+enum Leader {
+    ThisMember,
+    /// Another member, at this peer URL.
+    Other(String),
+}
+
+/// A member as MemberList reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// How long MemberList waits for another member to describe itself.
+const DESCRIBE_LIMIT: Duration = Duration::from_millis(300);
+
 impl Node {
-    /// Loads the backend, starts raft over `log` and waits until this member leads.
+    /// Loads the backend and starts raft over `log`. A one-member store waits until it leads;
+    /// a cluster member starts its peer server, joins the initial membership
+    /// (`--initial-cluster-state new`) and returns without waiting for an election.
     pub async fn start(
         config: Config,
         backend: Box<dyn Backend>,
         log: LogStore,
     ) -> Result<Arc<Self>, StoreError> {
-        let (shared, loaded) = Shared::load(backend, config.quota_backend_bytes)?;
+        let peer_addrs = match &config.cluster {
+            Some(cluster) => cluster
+                .listen_peer_urls
+                .iter()
+                .map(|url| listen_addr(url))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let ids = config
+            .cluster
+            .as_ref()
+            .map(|cluster| (cluster.own_id(), cluster.cluster_id()));
+        let (shared, loaded) = Shared::load(backend, config.quota_backend_bytes, ids)?;
         let sm = StateMachineStore::new(Arc::clone(&shared), loaded.raft_applied.as_deref())?;
-        let raft_config = raft::raft_config()
-            .validate()
-            .map_err(|e| raft_error("configuring", &e))?;
-        let member_id = loaded.member_id;
-        let raft = Raft::new(member_id, Arc::new(raft_config), NoNetwork, log, sm)
+        let raft_config =
+            raft::raft_config(config.heartbeat_interval_ms, config.election_timeout_ms)
+                .validate()
+                .map_err(|e| raft_error("configuring", &e))?;
+        let (member_id, cluster_id) = (loaded.member_id, loaded.cluster_id);
+        let peers = Peers::default();
+        let network = PeerNetwork::new(peers.clone());
+        let raft = Raft::new(member_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| raft_error("starting", &e))?;
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| raft_error("starting", &e))?;
+        let proposals = proposer::spawn(raft.clone());
+        let (peer_stop, stop_rx) = watch::channel(false);
+        let node = Arc::new(Self {
+            shared,
+            raft,
+            proposals,
+            peers,
+            peer_stop,
+            peer_tasks: Mutex::new(Vec::new()),
+            config,
+            member_id,
+            cluster_id,
+        });
+        let Some(cluster) = node.config.cluster.clone() else {
+            node.start_alone(initialized).await?;
+            return Ok(node);
+        };
+        let tasks = serve_peers(&node, &peer_addrs, &stop_rx)?;
+        *node
+            .peer_tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = tasks;
+        if !initialized && cluster.state == ClusterState::New {
+            let members = cluster.members();
+            if !members.iter().any(|(id, _, _)| *id == member_id) {
+                return Err(StoreError::Raft {
+                    during: "bootstrapping",
+                    reason: format!(
+                        "this member's peer URL {} is not in --initial-cluster",
+                        cluster.peer_url()
+                    ),
+                });
+            }
+            // Every member initializes with the same membership: the same first log entry on
+            // each, so the order they start in does not matter. One that already heard from a
+            // leader is initialized by it, and is told so.
+            let membership: BTreeMap<u64, BasicNode> = members
+                .into_iter()
+                .map(|(id, _, url)| (id, BasicNode::new(url)))
+                .collect();
+            match node.raft.initialize(membership).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                    tracing::info!("already part of the cluster: not initializing");
+                }
+                Err(e) => return Err(raft_error("initializing the cluster", &e)),
+            }
+        }
+        Ok(node)
+    }
+
+    /// A one-member store: initializes itself on first start and waits until it leads.
+    async fn start_alone(&self, initialized: bool) -> Result<(), StoreError> {
+        let member_id = self.member_id;
         if !initialized {
-            let addr = config
+            let addr = self
+                .config
                 .advertise_client_urls
                 .first()
                 .cloned()
                 .unwrap_or_default();
-            raft.initialize(BTreeMap::from([(member_id, BasicNode::new(addr))]))
+            self.raft
+                .initialize(BTreeMap::from([(member_id, BasicNode::new(addr))]))
                 .await
                 .map_err(|e| raft_error("initializing the one-member cluster", &e))?;
         }
-        raft.wait(Some(raft::ELECTION_WAIT))
+        self.raft
+            .wait(Some(raft::ELECTION_WAIT))
             .current_leader(member_id, "the one member leads")
             .await
             .map_err(|e| raft_error("electing the one member", &e))?;
-        let proposals = proposer::spawn(raft.clone());
-        Ok(Arc::new(Self {
-            shared,
-            raft,
-            proposals,
-            config,
-            member_id,
-            cluster_id: loaded.cluster_id,
-        }))
+        Ok(())
     }
 
-    /// Proposes a write through raft and waits until it is committed, applied and durable.
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The leader's member id, if this member knows one.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_id() == Some(self.member_id)
+    }
+
+    /// Who leads; waits up to twice the election timeout for a leader to be known.
+    async fn leader(&self) -> Result<Leader, EtcdError> {
+        let limit = Duration::from_millis(self.config.election_timeout_ms * 2);
+        let metrics = self
+            .raft
+            .wait(Some(limit))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .map_err(|_| EtcdError::NoLeader)?;
+        let Some(leader) = metrics.current_leader else {
+            return Err(EtcdError::NoLeader);
+        };
+        if leader == self.member_id {
+            return Ok(Leader::ThisMember);
+        }
+        match metrics.membership_config.membership().get_node(&leader) {
+            Some(node) => Ok(Leader::Other(node.addr.clone())),
+            None => Err(EtcdError::NoLeader),
+        }
+    }
+
+    /// Proposes a write through raft and waits until it is committed, applied and durable. On
+    /// a follower the write is handed to the leader, which answers (ADR 0702).
     pub async fn propose(&self, command: Command) -> Result<ApplyOutput, EtcdError> {
+        match self.leader().await? {
+            Leader::ThisMember => self.propose_as_leader(command).await,
+            Leader::Other(url) => self.peers.propose(&url, &command).await,
+        }
+    }
+
+    /// Proposes a write on this member only; refused if it does not lead.
+    pub(crate) async fn propose_as_leader(
+        &self,
+        command: Command,
+    ) -> Result<ApplyOutput, EtcdError> {
+        if !self.is_leader() {
+            return Err(EtcdError::LeaderChanged);
+        }
         let (reply, rx) = oneshot::channel();
         self.proposals
             .send(proposer::Proposal { command, reply })
@@ -266,22 +412,83 @@ impl Node {
     }
 
     /// Waits until this member has applied everything committed before the call, as confirmed
-    /// by its leadership (raft's read index): a read after it is linearizable.
+    /// by the leader's leadership (raft's read index, asked of the leader by a follower): a
+    /// read after it is linearizable.
     pub async fn linearize(&self) -> Result<(), EtcdError> {
+        let index = match self.leader().await? {
+            Leader::ThisMember => self.read_index_as_leader().await?,
+            Leader::Other(url) => self.peers.read_index(&url).await?,
+        };
         self.raft
-            .ensure_linearizable()
+            .wait(Some(FORWARD_TIMEOUT))
+            .applied_index_at_least(Some(index), "read index applied")
             .await
             .map(drop)
-            .map_err(|err| {
-                tracing::warn!(%err, "read index failed");
-                EtcdError::Stopped
-            })
+            .map_err(|_| EtcdError::Timeout)
     }
 
-    /// Stops raft (its log and state machine tasks).
+    /// The read index, confirmed by a quorum; refused if this member does not lead.
+    pub(crate) async fn read_index_as_leader(&self) -> Result<u64, EtcdError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map_or(0, |id| id.index)),
+            Err(err) => {
+                tracing::debug!(%err, "read index refused");
+                Err(match err {
+                    RaftError::APIError(_) => EtcdError::LeaderChanged,
+                    RaftError::Fatal(_) => EtcdError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// Renews lease `id` on the leader's lease clock: the TTL granted again, or 0 for a lease
+    /// that is gone or has expired (an expired lease is never brought back).
+    pub async fn keep_alive(&self, id: i64) -> Result<i64, EtcdError> {
+        match self.leader().await? {
+            Leader::ThisMember => Ok(self.keep_alive_here(id)),
+            Leader::Other(url) => self.peers.keep_alive(&url, id).await,
+        }
+    }
+
+    /// [`Node::keep_alive`] on this member's lease clock.
+    pub(crate) fn keep_alive_here(&self, id: i64) -> i64 {
+        let granted = self.read(|state, _| state.leases().ttl(id));
+        let now = Instant::now();
+        let mut clock = self.lease_clock();
+        match (granted, clock.remaining(id, now)) {
+            (Some(ttl), Some(left)) if left > 0 => {
+                clock.renew(id, ttl, now);
+                ttl
+            }
+            _ => 0,
+        }
+    }
+
+    /// Gives every lease its full TTL again from now: a new leader does not know when the
+    /// old one last renewed them, so it never expires one earlier than the old one would have.
+    pub(crate) fn renew_all_leases(&self) {
+        let leases = self.read(|state, _| state.leases().all());
+        let now = Instant::now();
+        let mut clock = self.lease_clock();
+        for (id, ttl) in leases {
+            clock.renew(id, ttl, now);
+        }
+    }
+
+    /// Stops raft (its log and state machine tasks) and the peer server.
     pub async fn shutdown(&self) {
         if let Err(err) = self.raft.shutdown().await {
             tracing::warn!(%err, "raft did not stop cleanly");
+        }
+        let _ = self.peer_stop.send(true);
+        let tasks = std::mem::take(
+            &mut *self
+                .peer_tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for task in tasks {
+            let _ = task.await;
         }
     }
 
@@ -333,7 +540,8 @@ impl Node {
         self.raft.metrics().borrow().current_term
     }
 
-    /// The members of the cluster, from raft's membership: id and peer address.
+    /// The members of the cluster, from raft's membership: id and address (the peer URL; a
+    /// one-member store's is its client URL).
     pub fn members(&self) -> Vec<(u64, String)> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
@@ -341,6 +549,54 @@ impl Node {
             .nodes()
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect()
+    }
+
+    /// The members with their names and URLs: this member's from its configuration, the
+    /// others' as they describe themselves over the peer port (empty if they do not answer
+    /// within [`DESCRIBE_LIMIT`]).
+    pub async fn member_list(&self) -> Vec<MemberInfo> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let mut asks = Vec::new();
+        for (id, node) in membership.nodes() {
+            let (id, url) = (*id, node.addr.clone());
+            let is_learner = !voters.contains(&id);
+            if id == self.member_id {
+                let peer_urls = match &self.config.cluster {
+                    Some(_) => vec![url],
+                    None => Vec::new(),
+                };
+                asks.push(tokio::spawn(std::future::ready(MemberInfo {
+                    id,
+                    name: self.config.name.clone(),
+                    peer_urls,
+                    client_urls: self.config.advertise_client_urls.clone(),
+                    is_learner,
+                })));
+                continue;
+            }
+            let peers = self.peers.clone();
+            asks.push(tokio::spawn(async move {
+                let described = peers.describe(&url, DESCRIBE_LIMIT).await;
+                let (name, client_urls) =
+                    described.map_or_else(Default::default, |d| (d.name, d.client_urls));
+                MemberInfo {
+                    id,
+                    name,
+                    peer_urls: vec![url],
+                    client_urls,
+                    is_learner,
+                }
+            }));
+        }
+        let mut members = Vec::new();
+        for ask in asks {
+            if let Ok(member) = ask.await {
+                members.push(member);
+            }
+        }
+        members
     }
 
     /// A response header at `revision`.

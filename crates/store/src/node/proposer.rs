@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use openraft::error::RaftError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::apply::{ApplyOutput, Command};
@@ -58,17 +59,23 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>) {
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            let outputs = match raft.client_write(Batch(commands)).await {
-                Ok(written) => written.data.0,
+            let (outputs, failure) = match raft.client_write(Batch(commands)).await {
+                Ok(written) => (written.data.0, EtcdError::Stopped),
                 Err(err) => {
                     tracing::warn!(%err, "raft refused a write");
-                    Vec::new()
+                    // Not leading (any more): the write may or may not commit under the next
+                    // leader, so the client is told the leader changed, as etcd does.
+                    let failure = match err {
+                        RaftError::APIError(_) => EtcdError::LeaderChanged,
+                        RaftError::Fatal(_) => EtcdError::Stopped,
+                    };
+                    (Vec::new(), failure)
                 }
             };
             drop(slot);
             let mut outputs = outputs.into_iter();
             for reply in replies {
-                let _ = reply.send(outputs.next().ok_or(EtcdError::Stopped));
+                let _ = reply.send(outputs.next().ok_or(failure));
             }
         });
     }

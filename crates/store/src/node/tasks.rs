@@ -1,5 +1,5 @@
 //! Background duties of a node: revoking expired leases and compacting old history. Both go
-//! through the log like any client write, so a replicated store (issue #7) replays them alike.
+//! through the log like any client write, so every member of a cluster applies them alike.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -32,10 +32,21 @@ pub fn spawn_background(node: &Arc<Node>) -> Vec<JoinHandle<()>> {
     tasks
 }
 
+/// Revokes expired leases, on the leader only: followers' clocks are not renewed by
+/// keep-alives. A member that becomes leader first gives every lease its full TTL again.
 async fn reap_leases(node: Arc<Node>) {
     let mut tick = tokio::time::interval(LEASE_TICK);
+    let mut leading = false;
     loop {
         tick.tick().await;
+        let now_leading = node.is_leader();
+        if now_leading && !leading {
+            node.renew_all_leases();
+        }
+        leading = now_leading;
+        if !leading {
+            continue;
+        }
         let expired = {
             let mut clock = node.lease_clock();
             let ids = clock.expired(Instant::now());
@@ -46,7 +57,7 @@ async fn reap_leases(node: Arc<Node>) {
         };
         for id in expired {
             match node.propose(Command::LeaseRevoke { id }).await {
-                Ok(_) | Err(EtcdError::LeaseNotFound) => {}
+                Ok(_) | Err(EtcdError::LeaseNotFound | EtcdError::LeaderChanged) => {}
                 Err(EtcdError::Stopped) => return,
                 Err(err) => tracing::warn!(id, %err, "revoking an expired lease failed"),
             }

@@ -5,12 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use etcd_client::proto::{PbDeleteRequest, PbPutRequest, PbTxnRequest};
-use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership};
+use etcd_client::proto::{
+    PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse,
+    PbTxnRequest, PbTxnResponse,
+};
+use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership, SnapshotMeta};
 use prost::Message;
 
 use super::types::{Batch, Entry, LogId, StoredMembership, Vote};
-use crate::apply::Command;
+use crate::apply::{Applied, ApplyOutput, Command};
+use crate::error::EtcdError;
 
 const CMD_PUT: u8 = 1;
 const CMD_DELETE_RANGE: u8 = 2;
@@ -182,6 +186,115 @@ pub fn decode_applied(bytes: &[u8]) -> Result<(Option<LogId>, StoredMembership),
     let at = r.opt_log_id()?;
     let membership = r.membership()?;
     Ok((last, StoredMembership::new(at, membership)))
+}
+
+/// A snapshot's metadata (for the peer transport): what was applied as [`encode_applied`], then
+/// the snapshot id's bytes.
+pub fn encode_snapshot_meta(meta: &SnapshotMeta<u64, BasicNode>) -> Vec<u8> {
+    let mut out = encode_applied(meta.last_log_id.as_ref(), &meta.last_membership);
+    put_len(meta.snapshot_id.len(), &mut out);
+    out.extend_from_slice(meta.snapshot_id.as_bytes());
+    out
+}
+
+pub fn decode_snapshot_meta(bytes: &[u8]) -> Result<SnapshotMeta<u64, BasicNode>, DecodeError> {
+    let mut r = Reader(bytes);
+    let last_log_id = r.opt_log_id()?;
+    let at = r.opt_log_id()?;
+    let membership = r.membership()?;
+    let len = r.u32()?;
+    let snapshot_id = String::from_utf8(r.bytes(len)?.to_vec()).map_err(|_| bad("snapshot id"))?;
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership: StoredMembership::new(at, membership),
+        snapshot_id,
+    })
+}
+
+const OUT_PUT: u8 = 1;
+const OUT_DELETE_RANGE: u8 = 2;
+const OUT_TXN: u8 = 3;
+const OUT_COMPACT: u8 = 4;
+const OUT_LEASE_GRANT: u8 = 5;
+const OUT_LEASE_REVOKE: u8 = 6;
+
+/// The answer to a forwarded write (for the peer transport): the revision, then an error
+/// number ([`EtcdError::wire_code`]) or 0 and the answer (a tag, then protobuf or integers).
+/// Watch events are not carried: every member publishes its own when it applies the entry.
+pub fn encode_output(output: &ApplyOutput) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&output.revision.to_be_bytes());
+    match &output.result {
+        Err(err) => out.push(err.wire_code()),
+        Ok(applied) => {
+            out.push(0);
+            match applied {
+                Applied::Put(resp) => {
+                    out.push(OUT_PUT);
+                    resp.encode_raw(&mut out);
+                }
+                Applied::DeleteRange(resp) => {
+                    out.push(OUT_DELETE_RANGE);
+                    resp.encode_raw(&mut out);
+                }
+                Applied::Txn(resp) => {
+                    out.push(OUT_TXN);
+                    resp.encode_raw(&mut out);
+                }
+                Applied::Compact(resp) => {
+                    out.push(OUT_COMPACT);
+                    resp.encode_raw(&mut out);
+                }
+                Applied::LeaseGrant { id, ttl } => {
+                    out.push(OUT_LEASE_GRANT);
+                    out.extend_from_slice(&id.to_be_bytes());
+                    out.extend_from_slice(&ttl.to_be_bytes());
+                }
+                Applied::LeaseRevoke { id } => {
+                    out.push(OUT_LEASE_REVOKE);
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn decode_output(bytes: &[u8]) -> Result<ApplyOutput, DecodeError> {
+    let mut r = Reader(bytes);
+    let revision = r.i64()?;
+    let code = r.u8()?;
+    if code != 0 {
+        let err = EtcdError::from_wire_code(code).ok_or(bad("unknown error number"))?;
+        return Ok(ApplyOutput {
+            result: Err(err),
+            revision,
+            events: Vec::new(),
+        });
+    }
+    let tag = r.u8()?;
+    let rest = r.0;
+    let applied = match tag {
+        OUT_PUT => Applied::Put(PbPutResponse::decode(rest).map_err(|_| bad("put answer"))?),
+        OUT_DELETE_RANGE => {
+            Applied::DeleteRange(PbDeleteResponse::decode(rest).map_err(|_| bad("delete answer"))?)
+        }
+        OUT_TXN => Applied::Txn(PbTxnResponse::decode(rest).map_err(|_| bad("txn answer"))?),
+        OUT_COMPACT => {
+            Applied::Compact(PbCompactionResponse::decode(rest).map_err(|_| bad("compact answer"))?)
+        }
+        OUT_LEASE_GRANT => Applied::LeaseGrant {
+            id: r.i64()?,
+            ttl: r.i64()?,
+        },
+        OUT_LEASE_REVOKE => Applied::LeaseRevoke { id: r.i64()? },
+        _ => return Err(bad("unknown answer tag")),
+    };
+    Ok(ApplyOutput {
+        result: Ok(applied),
+        revision,
+        events: Vec::new(),
+    })
 }
 
 fn put_log_id(log_id: &LogId, out: &mut Vec<u8>) {
@@ -370,6 +483,43 @@ mod tests {
         let vote = Vote::new_committed(4, 2);
         assert_eq!(decode_vote(&encode_vote(&vote)).unwrap(), vote);
         assert_eq!(decode_log_id(&encode_log_id(None)).unwrap(), None);
+    }
+
+    #[test]
+    fn snapshot_metadata_and_forwarded_answers_round_trip() {
+        let m = Membership::new(
+            vec![BTreeSet::from([1, 2])],
+            BTreeMap::from([
+                (1, BasicNode::new("http://a:2380")),
+                (2, BasicNode::new("http://b:2380")),
+            ]),
+        );
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(2, 9)),
+            last_membership: StoredMembership::new(Some(log_id(1, 1)), m),
+            snapshot_id: "2-7-9-0".into(),
+        };
+        assert_eq!(
+            decode_snapshot_meta(&encode_snapshot_meta(&meta)).unwrap(),
+            meta
+        );
+        let answers = [
+            Ok(Applied::Put(PbPutResponse::default())),
+            Ok(Applied::LeaseGrant { id: 5, ttl: 10 }),
+            Ok(Applied::LeaseRevoke { id: 5 }),
+            Err(EtcdError::LeaseNotFound),
+            Err(EtcdError::LeaderChanged),
+        ];
+        for result in answers {
+            let output = ApplyOutput {
+                result,
+                revision: 42,
+                events: Vec::new(),
+            };
+            let back = decode_output(&encode_output(&output)).unwrap();
+            assert_eq!(back.revision, 42);
+            assert_eq!(format!("{:?}", back.result), format!("{:?}", output.result));
+        }
     }
 
     #[test]

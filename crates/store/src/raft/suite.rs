@@ -22,7 +22,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
             RedbBackend::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
         let log =
             LogStore::open(backend.database()).map_err(|e| openraft::StorageIOError::write(&e))?;
-        let (shared, identity) = Shared::load(Box::new(backend), u64::MAX)
+        let (shared, identity) = Shared::load(Box::new(backend), u64::MAX, None)
             .map_err(|e| openraft::StorageIOError::write(&e))?;
         let sm = StateMachineStore::new(Arc::clone(&shared), identity.raft_applied.as_deref())
             .map_err(|e| openraft::StorageIOError::write(&e))?;

@@ -17,7 +17,7 @@ pub struct Batch(pub Vec<Command>);
 
 openraft::declare_raft_types!(
     /// The store's raft: entries carry [`Batch`]es of commands, node ids are etcd member ids, a node's
-    /// address is its peer URL (used by the transport of issue #7).
+    /// address is its peer URL (the client URL for a one-member store, which has no peers).
     pub TypeConfig:
         D = Batch,
         R = Response,

@@ -1,4 +1,5 @@
-//! The Cluster service: one member, this node, until replication (issue #7).
+//! The Cluster service: the members of raft's membership. Changing it at run time is not
+//! served yet (issue #7).
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::node::Node;
 
-/// etcd's Cluster service for a one-member cluster.
+/// etcd's Cluster service.
 #[derive(Debug)]
 pub struct ClusterService {
     node: Arc<Node>,
@@ -23,7 +24,7 @@ impl ClusterService {
     }
 }
 
-const SINGLE_MEMBER: &str = "membership changes need a replicated store (issue #7)";
+const SINGLE_MEMBER: &str = "membership changes at run time are not served yet (issue #7)";
 
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
@@ -52,25 +53,17 @@ impl PbClusterService for ClusterService {
         &self,
         _: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
-        // Members come from raft's membership; only this one's name and URLs are known here.
         let node = &self.node;
         let members = node
-            .members()
+            .member_list()
+            .await
             .into_iter()
-            .map(|(id, _)| PbMember {
-                id,
-                name: if id == node.member_id {
-                    node.config.name.clone()
-                } else {
-                    String::new()
-                },
-                peer_ur_ls: Vec::new(),
-                client_ur_ls: if id == node.member_id {
-                    node.config.advertise_client_urls.clone()
-                } else {
-                    Vec::new()
-                },
-                is_learner: false,
+            .map(|m| PbMember {
+                id: m.id,
+                name: m.name,
+                peer_ur_ls: m.peer_urls,
+                client_ur_ls: m.client_urls,
+                is_learner: m.is_learner,
             })
             .collect();
         Ok(Response::new(PbMemberListResponse {

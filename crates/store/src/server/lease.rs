@@ -34,24 +34,15 @@ impl LeaseService {
 }
 
 /// Answers one keep-alive: the full TTL again, or a TTL of 0 for a lease that is gone or has
-/// expired (and is about to be revoked): an expired lease is never brought back.
-fn keep_alive(node: &Node, id: i64) -> PbLeaseKeepAliveResponse {
-    let granted = node.read(|state, _| state.leases().ttl(id));
-    let now = Instant::now();
-    let mut clock = node.lease_clock();
-    let ttl = match (granted, clock.remaining(id, now)) {
-        (Some(ttl), Some(left)) if left > 0 => {
-            clock.renew(id, ttl, now);
-            ttl
-        }
-        _ => 0,
-    };
-    drop(clock);
-    PbLeaseKeepAliveResponse {
+/// expired (and is about to be revoked): an expired lease is never brought back. The leader's
+/// lease clock decides (a follower asks it).
+async fn keep_alive(node: &Node, id: i64) -> Result<PbLeaseKeepAliveResponse, Status> {
+    let ttl = node.keep_alive(id).await?;
+    Ok(PbLeaseKeepAliveResponse {
         header: node.header(node.durable_revision()),
         id,
         ttl,
-    }
+    })
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<PbLeaseKeepAliveResponse, Status>> + Send>>;
@@ -117,7 +108,7 @@ impl PbLeaseService for LeaseService {
         let node = Arc::clone(&self.node);
         tokio::spawn(async move {
             while let Some(Ok(req)) = inbound.next().await {
-                if tx.send(Ok(keep_alive(&node, req.id))).await.is_err() {
+                if tx.send(keep_alive(&node, req.id).await).await.is_err() {
                     break;
                 }
             }

@@ -1,0 +1,175 @@
+//! openraft's messages to and from the peer protocol's: raft values as the store's codec bytes.
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+
+use super::proto;
+use super::proto::append_entries_reply::Outcome;
+use crate::raft::TypeConfig;
+use crate::raft::codec::{self, DecodeError};
+
+pub fn append_request(rpc: &AppendEntriesRequest<TypeConfig>) -> proto::AppendEntriesRequest {
+    proto::AppendEntriesRequest {
+        vote: codec::encode_vote(&rpc.vote),
+        prev_log_id: codec::encode_log_id(rpc.prev_log_id.as_ref()),
+        entries: rpc.entries.iter().map(codec::encode_entry).collect(),
+        leader_commit: codec::encode_log_id(rpc.leader_commit.as_ref()),
+    }
+}
+
+pub fn append_request_back(
+    msg: &proto::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, DecodeError> {
+    Ok(AppendEntriesRequest {
+        vote: codec::decode_vote(&msg.vote)?,
+        prev_log_id: codec::decode_log_id(&msg.prev_log_id)?,
+        entries: msg
+            .entries
+            .iter()
+            .map(|e| codec::decode_entry(e))
+            .collect::<Result<_, _>>()?,
+        leader_commit: codec::decode_log_id(&msg.leader_commit)?,
+    })
+}
+
+pub fn append_reply(resp: &AppendEntriesResponse<u64>) -> proto::AppendEntriesReply {
+    let mut reply = proto::AppendEntriesReply::default();
+    match resp {
+        AppendEntriesResponse::Success => reply.set_outcome(Outcome::Success),
+        AppendEntriesResponse::PartialSuccess(matching) => {
+            reply.set_outcome(Outcome::PartialSuccess);
+            reply.matching = codec::encode_log_id(matching.as_ref());
+        }
+        AppendEntriesResponse::Conflict => reply.set_outcome(Outcome::Conflict),
+        AppendEntriesResponse::HigherVote(vote) => {
+            reply.set_outcome(Outcome::HigherVote);
+            reply.vote = codec::encode_vote(vote);
+        }
+    }
+    reply
+}
+
+pub fn append_reply_back(
+    msg: &proto::AppendEntriesReply,
+) -> Result<AppendEntriesResponse<u64>, DecodeError> {
+    let outcome = Outcome::try_from(msg.outcome).map_err(|_| DecodeError {
+        what: "append entries outcome",
+    })?;
+    Ok(match outcome {
+        Outcome::Success => AppendEntriesResponse::Success,
+        Outcome::PartialSuccess => {
+            AppendEntriesResponse::PartialSuccess(codec::decode_log_id(&msg.matching)?)
+        }
+        Outcome::Conflict => AppendEntriesResponse::Conflict,
+        Outcome::HigherVote => AppendEntriesResponse::HigherVote(codec::decode_vote(&msg.vote)?),
+    })
+}
+
+pub fn vote_request(rpc: &VoteRequest<u64>) -> proto::VoteRequest {
+    proto::VoteRequest {
+        vote: codec::encode_vote(&rpc.vote),
+        last_log_id: codec::encode_log_id(rpc.last_log_id.as_ref()),
+    }
+}
+
+pub fn vote_request_back(msg: &proto::VoteRequest) -> Result<VoteRequest<u64>, DecodeError> {
+    Ok(VoteRequest {
+        vote: codec::decode_vote(&msg.vote)?,
+        last_log_id: codec::decode_log_id(&msg.last_log_id)?,
+    })
+}
+
+pub fn vote_reply(resp: &VoteResponse<u64>) -> proto::VoteReply {
+    proto::VoteReply {
+        vote: codec::encode_vote(&resp.vote),
+        granted: resp.vote_granted,
+        last_log_id: codec::encode_log_id(resp.last_log_id.as_ref()),
+    }
+}
+
+pub fn vote_reply_back(msg: &proto::VoteReply) -> Result<VoteResponse<u64>, DecodeError> {
+    Ok(VoteResponse {
+        vote: codec::decode_vote(&msg.vote)?,
+        vote_granted: msg.granted,
+        last_log_id: codec::decode_log_id(&msg.last_log_id)?,
+    })
+}
+
+pub fn snapshot_request(rpc: InstallSnapshotRequest<TypeConfig>) -> proto::InstallSnapshotRequest {
+    proto::InstallSnapshotRequest {
+        vote: codec::encode_vote(&rpc.vote),
+        meta: codec::encode_snapshot_meta(&rpc.meta),
+        offset: rpc.offset,
+        data: rpc.data,
+        done: rpc.done,
+    }
+}
+
+pub fn snapshot_request_back(
+    msg: proto::InstallSnapshotRequest,
+) -> Result<InstallSnapshotRequest<TypeConfig>, DecodeError> {
+    Ok(InstallSnapshotRequest {
+        vote: codec::decode_vote(&msg.vote)?,
+        meta: codec::decode_snapshot_meta(&msg.meta)?,
+        offset: msg.offset,
+        data: msg.data,
+        done: msg.done,
+    })
+}
+
+pub fn snapshot_reply(resp: &InstallSnapshotResponse<u64>) -> proto::InstallSnapshotReply {
+    proto::InstallSnapshotReply {
+        vote: codec::encode_vote(&resp.vote),
+    }
+}
+
+pub fn snapshot_reply_back(
+    msg: &proto::InstallSnapshotReply,
+) -> Result<InstallSnapshotResponse<u64>, DecodeError> {
+    Ok(InstallSnapshotResponse {
+        vote: codec::decode_vote(&msg.vote)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+
+    use super::*;
+    use crate::raft::types::{Batch, Entry};
+
+    #[test]
+    fn raft_messages_survive_the_peer_encoding() {
+        let log_id = LogId::new(CommittedLeaderId::new(3, 1), 7);
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: Some(log_id),
+            entries: vec![Entry {
+                log_id: LogId::new(CommittedLeaderId::new(3, 1), 8),
+                payload: EntryPayload::Normal(Batch(Vec::new())),
+            }],
+            leader_commit: None,
+        };
+        let back = append_request_back(&append_request(&rpc)).unwrap();
+        assert_eq!(back.vote, rpc.vote);
+        assert_eq!(back.prev_log_id, rpc.prev_log_id);
+        assert_eq!(back.entries, rpc.entries);
+        assert_eq!(back.leader_commit, None);
+        for resp in [
+            AppendEntriesResponse::Success,
+            AppendEntriesResponse::PartialSuccess(Some(log_id)),
+            AppendEntriesResponse::Conflict,
+            AppendEntriesResponse::HigherVote(Vote::new(4, 2)),
+        ] {
+            assert_eq!(append_reply_back(&append_reply(&resp)).unwrap(), resp);
+        }
+        let vote = VoteResponse {
+            vote: Vote::new(5, 2),
+            vote_granted: true,
+            last_log_id: Some(log_id),
+        };
+        assert_eq!(vote_reply_back(&vote_reply(&vote)).unwrap(), vote);
+    }
+}

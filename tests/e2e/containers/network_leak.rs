@@ -19,7 +19,7 @@ const PUBLISH_EVERY: usize = 5;
 
 fn args(n: usize) -> Vec<String> {
     let mut args = vec!["--name".to_owned(), format!("leak{n}")];
-    if n % PUBLISH_EVERY == 0 {
+    if n.is_multiple_of(PUBLISH_EVERY) {
         args.extend(["-p".to_owned(), "80".to_owned()]);
     }
     args.extend([IMAGE.to_owned(), "sleep".to_owned(), "1000".to_owned()]);

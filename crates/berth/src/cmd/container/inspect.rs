@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use berth_client::Client;
 use clap::Args;
 
-use super::report;
+use super::for_each_name;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -16,21 +16,7 @@ pub struct InspectArgs {
 }
 
 pub async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let mut found = Vec::new();
-    let mut failed = false;
-    for name in &args.containers {
-        match client.inspect(name).await {
-            Ok(container) => found.push(container),
-            Err(err) => {
-                report(&anyhow::Error::from(err));
-                failed = true;
-            }
-        }
-    }
+    let (found, code) = for_each_name(&args.containers, |name| client.inspect(name)).await;
     println!("{}", serde_json::to_string_pretty(&found)?);
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(code)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use berth_client::{Client, ClientError};
 use clap::Args;
 
-use super::report;
+use super::for_each_name;
 
 #[derive(Debug, Args)]
 pub struct NamesArgs {
@@ -55,21 +55,11 @@ where
     F: Fn(&'a str) -> Fut,
     Fut: Future<Output = Result<String, ClientError>>,
 {
-    let mut failed = false;
-    for name in &names.containers {
-        match action(name).await {
-            Ok(line) => println!("{line}"),
-            Err(err) => {
-                report(&anyhow::Error::from(err));
-                failed = true;
-            }
-        }
+    let (lines, code) = for_each_name(&names.containers, action).await;
+    for line in lines {
+        println!("{line}");
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(code)
 }
 
 pub async fn start(client: &Client, args: NamesArgs) -> anyhow::Result<ExitCode> {

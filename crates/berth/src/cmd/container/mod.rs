@@ -20,7 +20,7 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth_client::Client;
+use berth_client::{Client, ClientError};
 use clap::Subcommand;
 
 use crate::Globals;
@@ -99,4 +99,31 @@ fn exit_code(code: i32) -> ExitCode {
 /// Prints `err` as main does, for commands that go on after one failure.
 fn report(err: &anyhow::Error) {
     eprintln!("berth: error: {}", crate::render(err));
+}
+
+/// Calls `action` for each of `names` in turn (docker's commands over several objects):
+/// each failure is reported and the rest still run. Returns what succeeded, and exit code 1
+/// when anything failed.
+async fn for_each_name<'a, T, F, Fut>(names: &'a [String], action: F) -> (Vec<T>, ExitCode)
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut done = Vec::new();
+    let mut failed = false;
+    for name in names {
+        match action(name).await {
+            Ok(value) => done.push(value),
+            Err(err) => {
+                report(&anyhow::Error::from(err));
+                failed = true;
+            }
+        }
+    }
+    let code = if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
+    (done, code)
 }

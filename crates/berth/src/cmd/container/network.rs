@@ -7,7 +7,7 @@ use berth_client::Client;
 use berth_client::api::NetworkCreateRequest;
 use clap::{Args, Subcommand};
 
-use super::report;
+use super::for_each_name;
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
@@ -100,40 +100,20 @@ pub async fn network(client: &Client, command: NetworkCommand) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         NetworkCommand::Inspect(args) => {
-            let mut found = Vec::new();
-            let mut failed = false;
-            for name in &args.names {
-                match client.network_inspect(name).await {
-                    Ok(network) => found.push(network),
-                    Err(err) => {
-                        report(&anyhow::Error::from(err));
-                        failed = true;
-                    }
-                }
-            }
+            let (found, code) =
+                for_each_name(&args.names, |name| client.network_inspect(name)).await;
             println!("{}", serde_json::to_string_pretty(&found)?);
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(code)
         }
         NetworkCommand::Rm(args) => {
-            let mut failed = false;
-            for name in &args.names {
-                match client.network_remove(name).await {
-                    Ok(()) => println!("{name}"),
-                    Err(err) => {
-                        report(&anyhow::Error::from(err));
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
+            let (removed, code) = for_each_name(&args.names, |name| async move {
+                client.network_remove(name).await.map(|()| name)
             })
+            .await;
+            for name in removed {
+                println!("{name}");
+            }
+            Ok(code)
         }
     }
 }

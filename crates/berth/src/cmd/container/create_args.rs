@@ -382,7 +382,7 @@ mod tests {
             ("--pids-limit", "-5"),
             ("--blkio-weight", "5"),
             ("--restart", "sometimes"),
-            ("--network", "bridge"),
+            ("--network", "no/such net"),
             ("--name", "/bad"),
             ("--volume", "relative:/data"),
             ("--tmpfs", "/run:bogus"),

@@ -21,6 +21,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=bench/lib/busybox_rootfs.sh
+source "$repo/bench/lib/busybox_rootfs.sh"
 runs="${BENCH_RUNS:-20}"
 megs="${BENCH_NET_MB:-512}"
 berth="${BERTH_BIN:-$repo/target/release/berth}"
@@ -68,13 +70,7 @@ cleanup() {
 trap cleanup EXIT
 
 rootfs="$work/rootfs"
-mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev,root}
-cp /usr/bin/busybox "$rootfs/bin/busybox"
-for applet in $(/usr/bin/busybox --list); do
-	[[ "$applet" == busybox ]] || ln -sf busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
+busybox_rootfs "$rootfs"
 touch "$rootfs/etc/hosts" "$rootfs/etc/resolv.conf"
 
 ulimits=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)

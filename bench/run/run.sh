@@ -19,6 +19,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=bench/lib/busybox_rootfs.sh
+source "$repo/bench/lib/busybox_rootfs.sh"
 runs="${BENCH_RUNS:-20}"
 berth="${BERTH_BIN:-$repo/target/release/berth}"
 readonly image=bench/busybox:run
@@ -61,13 +63,7 @@ trap cleanup EXIT
 
 # The same root filesystem for all three: busybox-static with every applet linked.
 rootfs="$work/rootfs"
-mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev,root}
-cp /usr/bin/busybox "$rootfs/bin/busybox"
-for applet in $(/usr/bin/busybox --list); do
-	[[ "$applet" == busybox ]] || ln -sf busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
+busybox_rootfs "$rootfs"
 
 # runc: `runc spec`, edited to run `true` without a terminal.
 mkdir -p "$work/bundle"

@@ -11,6 +11,9 @@
 //!   atomically (temp file + rename(2) in the target's directory), resolving the path inside
 //!   the rootfs so that no symlink in it can lead outside.
 //!
+//! - [`Endpoint`], [`ServiceName`] and [`ServiceSpec`] are the services' contract: the key
+//!   layout under [`SERVICE_PREFIX`] and the JSON of one registered container.
+//!
 //! Not done yet: owners other than root for placed files, and delivery to containers on
 //! other machines (each daemon syncs its own containers).
 
@@ -18,7 +21,12 @@ mod binding;
 mod key;
 mod kv;
 pub mod place;
+mod service;
 
 pub use binding::{BindingError, ConfigEnv, ConfigFile, DEFAULT_MODE};
 pub use key::{CONFIG_PREFIX, ConfigKey, KeyError, MAX_KEY_LEN};
 pub use kv::{Entry, Event, EventKind, Kv, KvError, Revision, WatchStream};
+pub use service::{
+    Endpoint, EndpointHealth, MAX_SERVICE_NAME_LEN, SERVICE_DOMAIN, SERVICE_PREFIX, ServiceError,
+    ServiceName, ServiceSpec, parse_endpoint_key,
+};

@@ -120,23 +120,21 @@ async fn client(endpoint: &str) -> Client {
 async fn leader(members: &[Member]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        // (index in `members`, the leader it reports, its own id) for each running member.
         let mut seen = Vec::new();
-        for m in members.iter().filter(|m| m.running.is_some()) {
+        for (i, m) in members.iter().enumerate().filter(|(_, m)| m.running.is_some()) {
             if let Ok(mut c) = Client::connect([m.endpoint()], None).await
                 && let Ok(status) = c.status().await
             {
-                seen.push((status.leader(), status.header().map(|h| h.member_id())));
+                seen.push((i, status.leader(), status.header().map(|h| h.member_id())));
             }
         }
         let running = members.iter().filter(|m| m.running.is_some()).count();
         if seen.len() == running
-            && let Some(&(id, _)) = seen.first()
+            && let Some(&(_, id, _)) = seen.first()
             && id != 0
-            && seen.iter().all(|(l, _)| *l == id)
-            && let Some(i) = members
-                .iter()
-                .zip(&seen)
-                .position(|(_, (_, me))| *me == Some(id))
+            && seen.iter().all(|(_, l, _)| *l == id)
+            && let Some(&(i, _, _)) = seen.iter().find(|(_, _, me)| *me == Some(id))
         {
             return i;
         }

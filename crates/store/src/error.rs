@@ -131,6 +131,11 @@ pub enum StoreError {
     },
     #[error("store database {path} holds a corrupt record at revision {revision}")]
     CorruptRecord { path: PathBuf, revision: i64 },
+    #[error(
+        "store database {path} has no record for revision {main}.{sub}, which its index holds \
+         (the file was changed behind the store's back; restore it from a snapshot)"
+    )]
+    MissingRecord { path: PathBuf, main: i64, sub: i64 },
     #[error("store engine failed during {during}")]
     Engine {
         during: &'static str,

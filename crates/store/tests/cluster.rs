@@ -122,7 +122,11 @@ async fn leader(members: &[Member]) -> usize {
     loop {
         // (index in `members`, the leader it reports, its own id) for each running member.
         let mut seen = Vec::new();
-        for (i, m) in members.iter().enumerate().filter(|(_, m)| m.running.is_some()) {
+        for (i, m) in members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.running.is_some())
+        {
             if let Ok(mut c) = Client::connect([m.endpoint()], None).await
                 && let Ok(status) = c.status().await
             {

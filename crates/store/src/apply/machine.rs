@@ -33,6 +33,16 @@ impl StateMachine {
         &self.index
     }
 
+    /// Everything applied so far is committed: values are read from the backend from now on.
+    pub fn persisted(&mut self) {
+        self.index.persisted();
+    }
+
+    /// Reads committed values from `source` (see [`KeyIndex::set_value_source`]).
+    pub fn set_value_source(&mut self, source: std::sync::Arc<dyn mvcc::ValueSource>) {
+        self.index.set_value_source(source);
+    }
+
     pub fn leases(&self) -> &LeaseTable {
         &self.leases
     }
@@ -179,24 +189,37 @@ impl<'a> Write<'a> {
         Ok(())
     }
 
+    /// `key` as of `rev`, with its value. The value may have to be read from the data file; if
+    /// that fails the store cannot apply the log deterministically and stops (as etcd does).
+    pub(super) fn load_at(&self, key: &[u8], rev: i64) -> Option<PbKeyValue> {
+        self.sm
+            .index
+            .get_kv_at(key, rev)
+            .unwrap_or_else(|err| read_failed(&err))
+    }
+
     pub(super) fn put(&mut self, req: &PbPutRequest) -> Result<PbPutResponse, EtcdError> {
         self.check_put_state(req)?;
-        let prev = self
-            .sm
-            .index
-            .get_at(&req.key, self.read_revision())
-            .cloned();
+        let at = self.read_revision();
+        let prev_meta = self.sm.index.get_at(&req.key, at).map(|kv| kv.meta);
+        // The value is read only when the request needs it.
+        let prev = if req.prev_kv || req.ignore_value {
+            self.load_at(&req.key, at)
+        } else {
+            None
+        };
         let value = match (&prev, req.ignore_value) {
             (Some(p), true) => p.value.clone(),
             _ => req.value.clone(),
         };
-        let lease = match (&prev, req.ignore_lease) {
+        let lease = match (prev_meta, req.ignore_lease) {
             (Some(p), true) => p.lease,
             _ => req.lease,
         };
+        let event_prev = self.event_prev(&req.key);
         let rev = self.next_rev();
-        let (kv, prev) = self.sm.index.put(&req.key, value, lease, rev);
-        if let Some(p) = &prev
+        let kv = self.sm.index.put(&req.key, value, lease, rev);
+        if let Some(p) = prev_meta
             && p.lease != 0
             && p.lease != lease
         {
@@ -205,14 +228,13 @@ impl<'a> Write<'a> {
         if lease != 0 {
             self.sm.leases.attach(lease, &req.key);
         }
-        let prev = prev.map(|p| p.as_ref().clone());
         self.ws
             .changes
-            .push((rev, req.key.clone(), Some(kv.as_ref().clone())));
+            .push((rev, req.key.clone(), Some(kv.clone())));
         self.events.push(PbEvent {
             r#type: EVENT_PUT,
-            kv: Some(kv.as_ref().clone()),
-            prev_kv: self.event_prev(&req.key),
+            kv: Some(kv),
+            prev_kv: event_prev,
         });
         Ok(PbPutResponse {
             header: self.header(),
@@ -231,21 +253,19 @@ impl<'a> Write<'a> {
                 main: self.main,
                 sub: self.sub,
             };
-            let Some(prev) = self.sm.index.delete(key, rev) else {
+            let prev = req.prev_kv.then(|| self.load_at(key, i64::MAX)).flatten();
+            let event_prev = self.event_prev(key);
+            let Some(prev_meta) = self.sm.index.delete(key, rev) else {
                 continue;
             };
             self.sub += 1;
-            if prev.lease != 0 {
-                self.sm.leases.detach(prev.lease, key);
+            if prev_meta.lease != 0 {
+                self.sm.leases.detach(prev_meta.lease, key);
             }
             self.ws.changes.push((rev, key.clone(), None));
-            let prev = prev.as_ref().clone();
-            let event_prev = self.event_prev(key);
             self.events
                 .push(mvcc::delete_event(key, rev.main, event_prev));
-            if req.prev_kv {
-                prev_kvs.push(prev);
-            }
+            prev_kvs.extend(prev);
         }
         PbDeleteResponse {
             header: self.header(),
@@ -257,14 +277,15 @@ impl<'a> Write<'a> {
     /// The previous value a watch event carries: the key as of the revision before this
     /// request (etcd's rule), not an earlier change of the same request.
     fn event_prev(&self, key: &[u8]) -> Option<PbKeyValue> {
-        self.sm
-            .index
-            .get_at(key, self.main - 1)
-            .map(|kv| kv.as_ref().clone())
+        self.load_at(key, self.main - 1)
     }
 
     pub(super) fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, EtcdError> {
-        let mut resp = mvcc::range(&self.sm.index, req, self.read_revision())?;
+        let mut resp = match mvcc::range(&self.sm.index, req, self.read_revision()) {
+            // Only a failed read of the data file stops a range.
+            Err(EtcdError::Stopped) => read_failed(&"a value of the range"),
+            other => other?,
+        };
         resp.header = self.header();
         Ok(resp)
     }
@@ -304,6 +325,17 @@ impl<'a> Write<'a> {
         }
         Ok(())
     }
+}
+
+/// The data file cannot give back a value the log's order depends on: applying on would make
+/// this member's state differ from the others'. Stop the process, as etcd does; on restart the
+/// log is applied again from the last commit.
+pub(super) fn read_failed(err: &dyn std::fmt::Display) -> ! {
+    tracing::error!(%err, "cannot read a value from the store's data file while applying the log; stopping");
+    eprintln!(
+        "berth store: cannot read a value from the data file while applying the log ({err}); stopping"
+    );
+    std::process::abort()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use etcd_client::proto::{
     PbTxnOpResponse, PbTxnRequest, PbTxnResponse,
 };
 
-use super::machine::Write;
+use super::machine::{Write, read_failed};
 use crate::error::EtcdError;
 use crate::mvcc::KeyRange;
 
@@ -143,7 +143,13 @@ impl Write<'_> {
         let mut all = true;
         for kv in index.range_at(&range, self.read_revision()) {
             any = true;
-            all &= compare_kv(c, kv);
+            // Only a value compare needs the value, which may be on disk.
+            let kv = if c.target == TARGET_VALUE {
+                index.load_one(kv).unwrap_or_else(|err| read_failed(&err))
+            } else {
+                kv.without_value()
+            };
+            all &= compare_kv(c, &kv);
         }
         if any {
             all
@@ -239,7 +245,7 @@ mod tests {
         };
         assert_eq!(run(&mut sm, txn), (true, 2));
         assert_eq!(
-            sm.index().get_at(b"b", 2).map(|kv| kv.mod_revision),
+            sm.index().get_at(b"b", 2).map(|kv| kv.mod_revision()),
             Some(2)
         );
     }

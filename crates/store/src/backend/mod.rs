@@ -6,14 +6,16 @@ mod record;
 mod redb_backend;
 mod snapshot;
 
+use std::sync::Arc;
+
 pub use memory::MemoryBackend;
 pub use redb_backend::{RAFT_APPLIED, RAFT_META, RedbBackend, SharedDb};
-pub use snapshot::{SNAPSHOT_MAGIC, parse_snapshot, snapshot_bytes};
+pub use snapshot::{CHANGES_PER_READ, SNAPSHOT_MAGIC, parse_snapshot, snapshot_bytes};
 
 use crate::apply::{StateMachine, WriteSet};
 use crate::error::StoreError;
 use crate::lease::LeaseTable;
-use crate::mvcc::{KeyIndex, KeyRange};
+use crate::mvcc::{KeyIndex, KeyRange, ValueSource};
 
 /// What a backend hands back on start: the state machine as of its last commit.
 #[derive(Debug)]
@@ -42,6 +44,10 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     fn size_bytes(&self) -> u64;
     /// Gives back unused space to the file system.
     fn defragment(&mut self) -> Result<(), StoreError>;
+    /// Where the index reads committed values from; `None` keeps every value in memory.
+    fn value_source(&self) -> Option<Arc<dyn ValueSource>> {
+        None
+    }
 }
 
 /// Finishes a state rebuilt from stored records: sets its revisions and attaches every lease to
@@ -56,8 +62,8 @@ pub fn assemble(
     index.set_current_revision(index.current_revision().max(revision));
     index.set_compact_revision(compact_revision);
     for kv in index.range_at(&KeyRange::From(Vec::new()), i64::MAX) {
-        if kv.lease != 0 {
-            leases.attach(kv.lease, &kv.key);
+        if kv.meta.lease != 0 {
+            leases.attach(kv.meta.lease, kv.key);
         }
     }
     StateMachine::from_parts(index, leases, applied)

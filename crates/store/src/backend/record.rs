@@ -3,6 +3,8 @@
 use etcd_client::proto::PbKeyValue;
 use prost::Message;
 
+use crate::mvcc::Meta;
+
 const KIND_PUT: u8 = 0;
 const KIND_DELETE: u8 = 1;
 
@@ -27,6 +29,23 @@ pub fn encode(key: &[u8], kv: Option<&PbKeyValue>) -> Vec<u8> {
             out
         }
     }
+}
+
+/// Decodes a change into its key, the meta the index keeps (`None` for a deletion) and its value.
+pub fn decode_parts(bytes: &[u8]) -> Option<(Vec<u8>, Option<Meta>, Vec<u8>)> {
+    let (key, kv) = decode(bytes)?;
+    Some(match kv {
+        Some(kv) => (
+            key,
+            Some(Meta {
+                create_revision: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+            }),
+            kv.value,
+        ),
+        None => (key, None, Vec::new()),
+    })
 }
 
 /// Decodes a change into its key and its key-value (`None` for a deletion).

@@ -6,14 +6,15 @@ use std::sync::{Arc, RwLock};
 
 use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Backend, Loaded, assemble, record};
+use super::{Backend, CHANGES_PER_READ, Loaded, assemble, record};
 use crate::apply::{StateMachine, WriteSet};
 use crate::error::StoreError;
 use crate::lease::LeaseTable;
-use crate::mvcc::{KeyIndex, Revision};
+use crate::mvcc::{KeyIndex, Revision, ValueSource};
 
-/// redb's page cache. The store reads the file only once, on start (the index lives in memory,
-/// ADR 0401), so a large cache would only hold written pages twice.
+/// redb's page cache: the pages of recently written and read values. Values are read back from
+/// the file (the index in memory holds keys and revisions only, ADR 0401); pages beyond the
+/// cache come from the kernel's page cache, which is not the store's memory.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The version of the on-disk layout this code reads and writes. Version 1 had no raft log:
@@ -113,6 +114,56 @@ impl RedbBackend {
     }
 }
 
+impl RedbBackend {
+    fn values(&self) -> Arc<dyn ValueSource> {
+        Arc::new(RedbValues {
+            db: Arc::clone(&self.db),
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// The values of committed puts, read back from the `revisions` table: the index keeps only
+/// keys and revisions in memory (ADR 0401).
+#[derive(Debug)]
+struct RedbValues {
+    db: SharedDb,
+    path: PathBuf,
+}
+
+impl ValueSource for RedbValues {
+    fn values(&self, revs: &[Revision]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let txn = db
+            .begin_read()
+            .map_err(|e| StoreError::engine("read values", e))?;
+        let table = txn
+            .open_table(REVISIONS)
+            .map_err(|e| StoreError::engine("read values", e))?;
+        revs.iter()
+            .map(|rev| {
+                let row = table
+                    .get((rev.main, rev.sub))
+                    .map_err(|e| StoreError::engine("read values", e))?
+                    .ok_or_else(|| StoreError::MissingRecord {
+                        path: self.path.clone(),
+                        main: rev.main,
+                        sub: rev.sub,
+                    })?;
+                record::decode_parts(row.value())
+                    .map(|(_, _, value)| value)
+                    .ok_or_else(|| StoreError::CorruptRecord {
+                        path: self.path.clone(),
+                        revision: rev.main,
+                    })
+            })
+            .collect()
+    }
+}
+
 fn meta_get(
     table: &impl ReadableTable<&'static str, u64>,
     key: &str,
@@ -185,12 +236,15 @@ impl Backend for RedbBackend {
         {
             let (rev, bytes) = row.map_err(|e| StoreError::engine("load revisions", e))?;
             let (main, sub) = rev.value();
-            let (key, kv) = record::decode(bytes.value()).ok_or(StoreError::CorruptRecord {
-                path: self.path.clone(),
-                revision: main,
-            })?;
-            index.restore(key, Revision { main, sub }, kv);
+            let (key, meta, _value) =
+                record::decode_parts(bytes.value()).ok_or(StoreError::CorruptRecord {
+                    path: self.path.clone(),
+                    revision: main,
+                })?;
+            index.restore(&key, Revision { main, sub }, meta, None);
         }
+        // Values stay in the file; the index reads them back when a read returns them.
+        index.set_value_source(self.values());
         let revision = as_i64(meta_get(&meta, META_REVISION)?);
         let compact = meta_get(&meta, META_COMPACT)?.map_or(-1, |c| as_i64(Some(c)));
         let applied = meta_get(&meta, META_APPLIED)?.unwrap_or(0);
@@ -264,11 +318,16 @@ impl Backend for RedbBackend {
             txn.delete_table(REVISIONS).map_err(|e| err(e.into()))?;
             txn.delete_table(LEASES).map_err(|e| err(e.into()))?;
             let mut revs = txn.open_table(REVISIONS).map_err(|e| err(e.into()))?;
-            for (rev, key, kv) in state.index().changes_up_to(i64::MAX) {
-                let rec = record::encode(key, kv);
-                revs.insert((rev.main, rev.sub), rec.as_slice())
-                    .map_err(|e| err(e.into()))?;
-            }
+            state
+                .index()
+                .for_each_change(i64::MAX, CHANGES_PER_READ, |changes| {
+                    for (rev, key, kv) in changes {
+                        let rec = record::encode(key, kv.as_ref());
+                        revs.insert((rev.main, rev.sub), rec.as_slice())
+                            .map_err(|e| err(e.into()))?;
+                    }
+                    Ok(())
+                })?;
             let mut leases = txn.open_table(LEASES).map_err(|e| err(e.into()))?;
             for (id, ttl) in state.leases().all() {
                 leases.insert(id, ttl).map_err(|e| err(e.into()))?;
@@ -295,6 +354,10 @@ impl Backend for RedbBackend {
 
     fn size_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    fn value_source(&self) -> Option<Arc<dyn ValueSource>> {
+        Some(self.values())
     }
 
     fn defragment(&mut self) -> Result<(), StoreError> {
@@ -361,7 +424,10 @@ mod tests {
         assert_eq!(loaded.index().compact_revision(), 3);
         assert_eq!(loaded.applied_index(), 4);
         assert_eq!(loaded.leases().keys(7), vec![b"a".to_vec()]);
-        assert_eq!(loaded.index().get_at(b"a", 3).map(|kv| kv.version), Some(2));
+        assert_eq!(
+            loaded.index().get_at(b"a", 3).map(|kv| kv.meta.version),
+            Some(2)
+        );
     }
 
     #[test]

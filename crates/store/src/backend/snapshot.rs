@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{assemble, record};
 use crate::apply::StateMachine;
+use crate::error::StoreError;
 use crate::lease::LeaseTable;
 use crate::mvcc::{KeyIndex, Revision};
 
@@ -16,8 +17,11 @@ const END_MARK: i64 = -1;
 /// etcd's snapshot body is a whole number of these; clients check it.
 const PAGE: usize = 512;
 
+/// How many changes a snapshot, a hash or an install reads from the data file at a time.
+pub const CHANGES_PER_READ: usize = 1024;
+
 /// The snapshot of `state` as of revision `cut`.
-pub fn snapshot_bytes(state: &StateMachine, cut: i64) -> Vec<u8> {
+pub fn snapshot_bytes(state: &StateMachine, cut: i64) -> Result<Vec<u8>, StoreError> {
     let mut out = SNAPSHOT_MAGIC.to_vec();
     out.extend_from_slice(&cut.to_be_bytes());
     out.extend_from_slice(&state.index().compact_revision().to_be_bytes());
@@ -27,18 +31,23 @@ pub fn snapshot_bytes(state: &StateMachine, cut: i64) -> Vec<u8> {
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
     }
-    for (rev, key, kv) in state.index().changes_up_to(cut) {
-        let rec = record::encode(key, kv);
-        out.extend_from_slice(&rev.main.to_be_bytes());
-        out.extend_from_slice(&rev.sub.to_be_bytes());
-        out.extend_from_slice(&u32::try_from(rec.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(&rec);
-    }
+    state
+        .index()
+        .for_each_change(cut, CHANGES_PER_READ, |changes| {
+            for (rev, key, kv) in changes {
+                let rec = record::encode(key, kv.as_ref());
+                out.extend_from_slice(&rev.main.to_be_bytes());
+                out.extend_from_slice(&rev.sub.to_be_bytes());
+                out.extend_from_slice(&u32::try_from(rec.len()).unwrap_or(u32::MAX).to_be_bytes());
+                out.extend_from_slice(&rec);
+            }
+            Ok(())
+        })?;
     out.extend_from_slice(&END_MARK.to_be_bytes());
     out.resize(out.len().div_ceil(PAGE) * PAGE, 0);
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
-    out
+    Ok(out)
 }
 
 /// Reads a snapshot made by [`snapshot_bytes`] back into a state machine that has applied the
@@ -72,8 +81,8 @@ pub fn parse_snapshot(bytes: &[u8], applied: u64) -> Option<StateMachine> {
         let (len, rest) = r.split_first_chunk::<4>()?;
         let (rec, rest) = rest.split_at_checked(usize::try_from(u32::from_be_bytes(*len)).ok()?)?;
         r = rest;
-        let (key, kv) = record::decode(rec)?;
-        index.restore(key, Revision { main, sub }, kv);
+        let (key, meta, value) = record::decode_parts(rec)?;
+        index.restore(&key, Revision { main, sub }, meta, meta.map(|_| value));
     }
     Some(assemble(index, leases, cut, compact, applied))
 }
@@ -106,13 +115,13 @@ mod tests {
         for (index, command) in (1..).zip(commands) {
             state.apply(&LogEntry { index, command }, &mut WriteSet::default());
         }
-        let bytes = snapshot_bytes(&state, state.index().current_revision());
+        let bytes = snapshot_bytes(&state, state.index().current_revision()).unwrap();
         let back = parse_snapshot(&bytes, 4).unwrap();
         assert_eq!(back.applied_index(), 4);
         assert_eq!(back.index().current_revision(), 3);
         assert_eq!(back.index().compact_revision(), 2);
         assert_eq!(back.leases().keys(7), vec![b"a".to_vec()]);
-        assert_eq!(snapshot_bytes(&back, 3), bytes);
+        assert_eq!(snapshot_bytes(&back, 3).unwrap(), bytes);
         let mut corrupt = bytes.clone();
         corrupt[30] ^= 1;
         assert!(parse_snapshot(&corrupt, 4).is_none());

@@ -1,8 +1,8 @@
 //! Range reads with every option etcd's RangeRequest has.
 
-use etcd_client::proto::{PbKeyValue, PbRangeRequest, PbRangeResponse};
+use etcd_client::proto::{PbRangeRequest, PbRangeResponse};
 
-use super::{KeyIndex, KeyRange};
+use super::{KeyIndex, KeyRange, KvRef};
 use crate::error::EtcdError;
 
 // etcd's enum values on the wire (`RangeRequest.SortOrder`, `RangeRequest.SortTarget`).
@@ -35,7 +35,7 @@ pub fn range(
     }
     let keys = KeyRange::new(&req.key, &req.range_end);
     let mut count = 0i64;
-    let mut kvs: Vec<PbKeyValue> = Vec::new();
+    let mut found: Vec<KvRef<'_>> = Vec::new();
     let filtered = req.min_mod_revision != 0
         || req.max_mod_revision != 0
         || req.min_create_revision != 0
@@ -52,28 +52,43 @@ pub fn range(
     };
     for kv in index.range_at(&keys, rev) {
         count += 1;
-        if req.count_only || kvs.len() > stop_at {
+        if req.count_only || found.len() > stop_at {
             continue;
         }
-        if filtered && !passes_filters(req, kv) {
+        if filtered && !passes_filters(req, &kv) {
             continue;
         }
-        kvs.push(kv.as_ref().clone());
+        found.push(kv);
     }
-    sort(&mut kvs, sort_order, req.sort_target);
-    let mut more = false;
-    if let Ok(limit) = usize::try_from(req.limit)
-        && limit > 0
-        && kvs.len() > limit
-    {
-        kvs.truncate(limit);
-        more = true;
-    }
-    if req.keys_only {
-        for kv in &mut kvs {
-            kv.value.clear();
+    let limit = usize::try_from(req.limit).ok().filter(|&l| l > 0);
+    let more = limit.is_some_and(|l| found.len() > l);
+    // Values are read only for the keys returned, except when they are what is sorted on.
+    let kvs = if sort_order != SORT_NONE && req.sort_target == TARGET_VALUE {
+        let mut kvs = index.load(&found).map_err(read_failed)?;
+        sort(&mut kvs, sort_order, |a, b| a.value.cmp(&b.value));
+        kvs.truncate(limit.unwrap_or(usize::MAX));
+        if req.keys_only {
+            kvs.iter_mut().for_each(|kv| kv.value.clear());
         }
-    }
+        kvs
+    } else {
+        match req.sort_target {
+            TARGET_VERSION => sort(&mut found, sort_order, |a, b| {
+                a.meta.version.cmp(&b.meta.version)
+            }),
+            TARGET_CREATE => sort(&mut found, sort_order, |a, b| {
+                a.meta.create_revision.cmp(&b.meta.create_revision)
+            }),
+            TARGET_MOD => sort(&mut found, sort_order, |a, b| a.rev.main.cmp(&b.rev.main)),
+            _ => sort(&mut found, sort_order, |a, b| a.key.cmp(b.key)),
+        }
+        found.truncate(limit.unwrap_or(usize::MAX));
+        if req.keys_only {
+            found.iter().map(KvRef::without_value).collect()
+        } else {
+            index.load(&found).map_err(read_failed)?
+        }
+    };
     Ok(PbRangeResponse {
         header: None,
         kvs,
@@ -82,32 +97,28 @@ pub fn range(
     })
 }
 
-fn passes_filters(req: &PbRangeRequest, kv: &PbKeyValue) -> bool {
-    (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
-        && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
-        && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
-        && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+/// A value that cannot be read from the data file: logged, and answered as etcd answers a
+/// request it cannot serve.
+fn read_failed(err: crate::error::StoreError) -> EtcdError {
+    tracing::error!(%err, "reading values for a range failed");
+    EtcdError::Stopped
+}
+
+fn passes_filters(req: &PbRangeRequest, kv: &KvRef<'_>) -> bool {
+    let (m, c) = (kv.rev.main, kv.meta.create_revision);
+    (req.min_mod_revision == 0 || m >= req.min_mod_revision)
+        && (req.max_mod_revision == 0 || m <= req.max_mod_revision)
+        && (req.min_create_revision == 0 || c >= req.min_create_revision)
+        && (req.max_create_revision == 0 || c <= req.max_create_revision)
 }
 
 /// Sorts as etcd does: a stable sort on the target, so keys with equal targets stay in key
 /// order in both directions.
-fn sort(kvs: &mut [PbKeyValue], order: i32, target: i32) {
-    let descend = match order {
-        SORT_ASCEND => false,
-        SORT_DESCEND => true,
-        _ => return,
-    };
-    let cmp = |a: &PbKeyValue, b: &PbKeyValue| match target {
-        TARGET_VERSION => a.version.cmp(&b.version),
-        TARGET_CREATE => a.create_revision.cmp(&b.create_revision),
-        TARGET_MOD => a.mod_revision.cmp(&b.mod_revision),
-        TARGET_VALUE => a.value.cmp(&b.value),
-        _ => a.key.cmp(&b.key),
-    };
-    if descend {
-        kvs.sort_by(|a, b| cmp(b, a));
-    } else {
-        kvs.sort_by(cmp);
+fn sort<T>(items: &mut [T], order: i32, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    match order {
+        SORT_ASCEND => items.sort_by(|a, b| cmp(a, b)),
+        SORT_DESCEND => items.sort_by(|a, b| cmp(b, a)),
+        _ => {}
     }
 }
 

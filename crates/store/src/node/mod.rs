@@ -130,8 +130,15 @@ impl Shared {
         state: StateMachine,
         raft_applied: &[u8],
     ) -> Result<(), StoreError> {
+        let mut state = state;
         let mut current = self.state_write();
-        self.backend().replace(&state, raft_applied)?;
+        {
+            let mut backend = self.backend();
+            backend.replace(&state, raft_applied)?;
+            if let Some(source) = backend.value_source() {
+                state.set_value_source(source);
+            }
+        }
         let revision = state.index().current_revision();
         let applied = state.applied_index();
         let now = Instant::now();
@@ -649,13 +656,19 @@ impl History for StateView<'_> {
         self.state.index().compact_revision()
     }
 
-    fn events(&self, range: &KeyRange, from: i64, to: i64) -> Vec<(i64, PbEvent)> {
-        self.state
+    fn events(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, PbEvent)>, StoreError> {
+        Ok(self
+            .state
             .index()
-            .events(range, from, to)
+            .events(range, from, to)?
             .into_iter()
             .map(|(rev, ev)| (rev.main, ev))
-            .collect()
+            .collect())
     }
 }
 
@@ -733,7 +746,8 @@ mod tests {
         .unwrap();
         let rev = node.propose(put(1)).await.unwrap().revision;
         node.linearize().await.unwrap();
-        let seen = node.read(|state, at| state.index().get_at(b"k1", at).map(|kv| kv.mod_revision));
+        let seen =
+            node.read(|state, at| state.index().get_at(b"k1", at).map(|kv| kv.mod_revision()));
         assert_eq!(seen, Some(rev));
         assert_eq!(
             node.members(),

@@ -99,7 +99,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let state = self.inner.node.state_read();
             let applied = self.applied().clone();
             (
-                snapshot_bytes(&state, state.index().current_revision()),
+                snapshot_bytes(&state, state.index().current_revision()).map_err(snapshot_err)?,
                 applied,
             )
         };
@@ -142,6 +142,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         {
             let mut state = node.state_write();
+            // The previous call committed its write set before returning: its values can be
+            // read from the backend now, and leave memory.
+            state.persisted();
             let mut applied = self.applied();
             for entry in entries {
                 applied.last = Some(entry.log_id);
@@ -211,6 +214,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let state = self.inner.node.state_read();
             (self.applied().last == meta.last_log_id)
                 .then(|| snapshot_bytes(&state, state.index().current_revision()))
+                .transpose()
+                .map_err(snapshot_err)?
         };
         match bytes {
             Some(bytes) => Ok(Some(Snapshot {

@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 
 use super::ETCD_VERSION;
 use crate::apply::StateMachine;
-use crate::backend::snapshot_bytes;
-use crate::error::EtcdError;
+use crate::backend::{CHANGES_PER_READ, snapshot_bytes};
+use crate::error::{EtcdError, StoreError};
 use crate::node::Node;
 
 /// etcd's alarm actions and types on the wire.
@@ -52,18 +52,29 @@ impl MaintenanceService {
 }
 
 /// A CRC-32 of every change up to `rev`: equal stores give equal hashes.
-fn hash_up_to(state: &StateMachine, rev: i64) -> u32 {
+fn hash_up_to(state: &StateMachine, rev: i64) -> Result<u32, StoreError> {
     let mut h = crc32fast::Hasher::new();
-    for (r, key, kv) in state.index().changes_up_to(rev) {
-        h.update(&r.main.to_be_bytes());
-        h.update(&r.sub.to_be_bytes());
-        h.update(key);
-        if let Some(kv) = kv {
-            h.update(&kv.value);
-            h.update(&kv.lease.to_be_bytes());
-        }
-    }
-    h.finalize()
+    state
+        .index()
+        .for_each_change(rev, CHANGES_PER_READ, |changes| {
+            for (r, key, kv) in changes {
+                h.update(&r.main.to_be_bytes());
+                h.update(&r.sub.to_be_bytes());
+                h.update(key);
+                if let Some(kv) = kv {
+                    h.update(&kv.value);
+                    h.update(&kv.lease.to_be_bytes());
+                }
+            }
+            Ok(())
+        })?;
+    Ok(h.finalize())
+}
+
+/// The data file failed a read: logged here, and answered as a store that cannot serve.
+fn read_failed(err: StoreError) -> Status {
+    tracing::error!(%err, "reading the store's data file failed");
+    EtcdError::Stopped.into()
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Status>> + Send>>;
@@ -128,6 +139,7 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
         let (hash, rev) = self.node.read(|state, rev| (hash_up_to(state, rev), rev));
+        let hash = hash.map_err(read_failed)?;
         Ok(Response::new(PbHashResponse {
             header: self.node.header(rev),
             hash,
@@ -158,6 +170,7 @@ impl PbMaintenanceService for MaintenanceService {
         if rev < compacted {
             return Err(EtcdError::Compacted.into());
         }
+        let hash = hash.map_err(read_failed)?;
         Ok(Response::new(PbHashKvResponse {
             header: self.node.header(current),
             hash,
@@ -175,6 +188,7 @@ impl PbMaintenanceService for MaintenanceService {
         let (bytes, rev) = self
             .node
             .read(|state, rev| (snapshot_bytes(state, rev), rev));
+        let bytes = bytes.map_err(read_failed)?;
         let header = self.node.header(rev);
         let total = bytes.len();
         let chunks: Vec<Result<PbSnapshotResponse, Status>> = bytes

@@ -130,8 +130,22 @@ impl WatchHub {
         }
         let watcher = Watcher { spec, tx };
         if watcher.spec.start_revision > 0 && watcher.spec.start_revision <= now {
-            let events: Vec<PbEvent> = history
-                .events(&watcher.spec.range, watcher.spec.start_revision, now)
+            let events = match history.events(&watcher.spec.range, watcher.spec.start_revision, now)
+            {
+                Ok(events) => events,
+                Err(err) => {
+                    // Without its history the watch cannot keep its promise: end it, and
+                    // say why.
+                    tracing::error!(%err, "reading watch history failed");
+                    let _ = watcher.tx.send(PbWatchResponse {
+                        canceled: true,
+                        cancel_reason: format!("etcdserver: reading history failed: {err}"),
+                        ..self.response(now, id)
+                    });
+                    return true;
+                }
+            };
+            let events: Vec<PbEvent> = events
                 .into_iter()
                 .map(|(_, ev)| ev)
                 .filter(|ev| watcher.wants(ev))
@@ -216,8 +230,13 @@ mod tests {
         fn compact_revision(&self) -> i64 {
             self.0
         }
-        fn events(&self, _: &KeyRange, _: i64, _: i64) -> Vec<(i64, PbEvent)> {
-            Vec::new()
+        fn events(
+            &self,
+            _: &KeyRange,
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<(i64, PbEvent)>, crate::error::StoreError> {
+            Ok(Vec::new())
         }
     }
 

@@ -15,5 +15,10 @@ pub trait History {
     fn compact_revision(&self) -> i64;
     /// Every event in `range` with a revision in `from..=to`, in revision order, each paired
     /// with its revision.
-    fn events(&self, range: &KeyRange, from: i64, to: i64) -> Vec<(i64, PbEvent)>;
+    fn events(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, PbEvent)>, crate::error::StoreError>;
 }

@@ -193,8 +193,10 @@ impl Backend for RedbBackend {
         };
         if fresh {
             let (member_id, cluster_id) = self.initialise()?;
+            let mut state = StateMachine::default();
+            state.set_value_source(self.values());
             return Ok(Loaded {
-                state: StateMachine::default(),
+                state,
                 member_id,
                 cluster_id,
                 raft_applied: None,
@@ -428,6 +430,47 @@ mod tests {
             loaded.index().get_at(b"a", 3).map(|kv| kv.meta.version),
             Some(2)
         );
+    }
+
+    #[test]
+    fn committed_values_are_read_from_the_file_not_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = RedbBackend::open(dir.path()).unwrap();
+        // A new database as much as a reopened one: values leave memory once committed.
+        let mut state = b.load().unwrap().state;
+        let mut ws = WriteSet::default();
+        let put = Command::Put(PbPutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..PbPutRequest::default()
+        });
+        let entry = LogEntry {
+            index: 1,
+            command: put,
+        };
+        assert!(state.apply(&entry, &mut ws).result.is_ok());
+        b.commit(&ws).unwrap();
+        state.persisted();
+        let read = |state: &StateMachine| {
+            state
+                .index()
+                .get_kv_at(b"k", 2)
+                .map(|kv| kv.map(|kv| kv.value))
+        };
+        assert_eq!(read(&state).unwrap(), Some(b"v".to_vec()));
+        // Take the record away behind the index's back: the value must now be missing.
+        let db = b.database();
+        let txn = db.read().unwrap().begin_write().unwrap();
+        txn.open_table(REVISIONS).unwrap().remove((2, 0)).unwrap();
+        txn.commit().unwrap();
+        assert!(matches!(
+            read(&state),
+            Err(StoreError::MissingRecord {
+                main: 2,
+                sub: 0,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -29,8 +29,10 @@ use crate::manager::ContainerManager;
 
 /// The daemon's default `--service-ttl` (the 10 s).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
-/// How often a monitor reads its container's state between checks.
+/// How often a monitor reads its container's state between checks when inotify does not
+/// tell it of a change (with inotify, this is only a safety net).
 const POLL: Duration = Duration::from_millis(200);
+const POLL_WATCHED: Duration = Duration::from_secs(1);
 /// The shortest pause of the keeper (a tiny TTL must not spin).
 const MIN_KEEP_ALIVE: Duration = Duration::from_millis(200);
 
@@ -337,6 +339,50 @@ impl Services {
     }
 }
 
+/// Wakes a monitor when the supervisor replaces `state.json` (a rename into the state
+/// directory), so an exit under a restart policy deregisters at once, not at the next poll.
+struct StateChanges(tokio::io::unix::AsyncFd<InotifyFd>);
+
+/// An inotify instance as tokio's `AsyncFd` wants it.
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&self.0))
+    }
+}
+
+impl StateChanges {
+    /// `None` when inotify is not available (the monitor then polls).
+    fn watch(dir: &std::path::Path) -> Option<Self> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+        inotify.add_watch(dir, AddWatchFlags::IN_MOVED_TO).ok()?;
+        // SAFETY: the `Inotify` owns its fd, which stays open and the same until the
+        // AsyncFd (which owns the `Inotify`) is dropped.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                InotifyFd(inotify),
+                tokio::io::Interest::READABLE,
+            )
+        };
+        registered.ok().map(Self)
+    }
+
+    /// Waits until the directory changed or `limit` passed, and forgets the events.
+    async fn wait(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            if let Ok(mut guard) = self.0.readable().await {
+                while matches!(self.0.get_ref().0.read_events(), Ok(events) if !events.is_empty())
+                {
+                }
+                guard.clear_ready();
+            }
+        })
+        .await;
+    }
+}
+
 /// One running container's follower.
 struct Monitor {
     services: Arc<Services>,
@@ -364,6 +410,15 @@ impl Monitor {
         let mut next_check = Instant::now();
         let mut first = adopted;
         let mut health = HealthState::default();
+        let changes = StateChanges::watch(&self.manager.paths().container(&self.id));
+        let poll = if changes.is_some() { POLL_WATCHED } else { POLL };
+        let changes = changes.as_ref();
+        let pause = |limit: Duration| async move {
+            match changes {
+                Some(changes) => changes.wait(limit).await,
+                None => tokio::time::sleep(limit).await,
+            }
+        };
         loop {
             if !self.still_ours() {
                 return;
@@ -380,7 +435,7 @@ impl Monitor {
                         self.services.set_health(&self.id, health.clone());
                     }
                 }
-                tokio::time::sleep(POLL).await;
+                pause(poll).await;
                 continue;
             }
             let started_at = state.and_then(|s| s.started_at).unwrap_or_default();
@@ -428,12 +483,10 @@ impl Monitor {
                 }
             }
             let wait = match &self.check {
-                Some(_) => next_check
-                    .saturating_duration_since(Instant::now())
-                    .min(POLL),
-                None => POLL,
+                Some(_) => next_check.saturating_duration_since(Instant::now()).min(poll),
+                None => poll,
             };
-            tokio::time::sleep(wait).await;
+            pause(wait).await;
         }
     }
 

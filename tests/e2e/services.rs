@@ -497,3 +497,62 @@ fn services_against_a_standalone_berth_store() {
     let mut daemon = Daemon::start_with_flags(Some(&store.endpoint), &["--service-ttl", "2s"]);
     suite(&mut daemon, true);
 }
+
+/// The store goes away for longer than the TTL and comes back: the running container's
+/// endpoint is there again, and the one stopped meanwhile is not. Then a store with no data
+/// at all (the lease unknown to it): the daemon takes a new lease and registers again.
+#[test]
+fn endpoints_survive_a_store_outage_and_a_store_that_lost_everything() {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = Server::berth(&data.path().join("store"), &[]);
+    let port = store.port();
+    let daemon = Daemon::start_with_flags(Some(&store.endpoint), &["--service-ttl", "2s"]);
+    for name in ["stays", "goes"] {
+        daemon.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--service",
+            "ha",
+            IMAGE,
+            "sleep",
+            "600",
+        ]);
+    }
+    within(HEALTH_LIMIT, "two ha endpoints", || {
+        endpoints(&daemon, "ha").len() == 2
+    });
+
+    store.guard.kill();
+    // Stopping works without the store; the delete is retried when it is back.
+    daemon.ok(&["stop", "-t", "0", "goes"]);
+    std::thread::sleep(TTL * 2);
+    let store = Server::berth_on(&data.path().join("store"), port, &[]);
+    let took = within(
+        HEALTH_LIMIT,
+        "only stays's endpoint after the outage",
+        || {
+            let names: Vec<String> = endpoints(&daemon, "ha")
+                .iter()
+                .map(|e| e["container_name"].as_str().unwrap().to_owned())
+                .collect();
+            names == ["stays"]
+        },
+    );
+    eprintln!("registrations right {took:?} after the store came back");
+
+    let mut store = store;
+    store.guard.kill();
+    let _empty = Server::berth_on(&data.path().join("empty"), port, &[]);
+    let took = within(HEALTH_LIMIT, "stays registered in the new store", || {
+        endpoints(&daemon, "ha").len() == 1
+    });
+    eprintln!("registered again {took:?} after a store without data came up");
+    // Under a live lease: still there after the TTL.
+    std::thread::sleep(TTL * 2);
+    assert_eq!(endpoints(&daemon, "ha").len(), 1);
+    daemon.ok(&["rm", "-f", "stays", "goes"]);
+    assert!(endpoints(&daemon, "ha").is_empty());
+    daemon.assert_empty();
+}

@@ -373,8 +373,7 @@ impl StateChanges {
     async fn wait(&self, limit: Duration) {
         let _ = tokio::time::timeout(limit, async {
             if let Ok(mut guard) = self.0.readable().await {
-                while matches!(self.0.get_ref().0.read_events(), Ok(events) if !events.is_empty())
-                {
+                while matches!(self.0.get_ref().0.read_events(), Ok(events) if !events.is_empty()) {
                 }
                 guard.clear_ready();
             }
@@ -411,7 +410,11 @@ impl Monitor {
         let mut first = adopted;
         let mut health = HealthState::default();
         let changes = StateChanges::watch(&self.manager.paths().container(&self.id));
-        let poll = if changes.is_some() { POLL_WATCHED } else { POLL };
+        let poll = if changes.is_some() {
+            POLL_WATCHED
+        } else {
+            POLL
+        };
         let changes = changes.as_ref();
         let pause = |limit: Duration| async move {
             match changes {
@@ -483,7 +486,9 @@ impl Monitor {
                 }
             }
             let wait = match &self.check {
-                Some(_) => next_check.saturating_duration_since(Instant::now()).min(poll),
+                Some(_) => next_check
+                    .saturating_duration_since(Instant::now())
+                    .min(poll),
                 None => poll,
             };
             pause(wait).await;

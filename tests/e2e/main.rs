@@ -8,5 +8,6 @@ mod config;
 mod containers;
 mod image;
 mod pull;
+mod services;
 mod store;
 mod support;

@@ -152,6 +152,42 @@ impl Daemon {
         Ok(())
     }
 
+    /// Registers the containers run with `--service` in the store at `endpoints` under a
+    /// lease of `ttl`, and runs health checks (issue #6, docs/adr/0602-services.md). The
+    /// running containers are registered again (under this daemon's lease); the endpoints a
+    /// killed daemon left for containers that no longer run are deleted.
+    pub async fn register_services(
+        &self,
+        endpoints: &[String],
+        ttl: Duration,
+    ) -> Result<(), DaemonError> {
+        let kv = berth_config::Kv::connect(endpoints)
+            .await
+            .map_err(|e| crate::error::AgentError::Internal(e.to_string()))?;
+        let services = crate::services::Services::start(kv, ttl, crate::services::host_name());
+        self.manager.set_services(Arc::clone(&services));
+        let stale: Vec<String> = self
+            .manager
+            .records()
+            .into_iter()
+            .filter(|(_, supervisor)| supervisor.is_none())
+            .flat_map(|(record, _)| {
+                let id = record.id.as_str().to_owned();
+                record
+                    .request
+                    .services
+                    .iter()
+                    .filter_map(|s| s.parse::<berth_config::ServiceSpec>().ok())
+                    .map(|spec| spec.name.endpoint_key(&id))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !stale.is_empty() {
+            tokio::spawn(async move { services.delete_stale(stale).await });
+        }
+        Ok(())
+    }
+
     pub fn manager(&self) -> &Arc<ContainerManager> {
         &self.manager
     }

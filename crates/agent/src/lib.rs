@@ -12,16 +12,19 @@
 //! - [`server`] holds the thin axum routes, [`Daemon`] the lock, socket and adoption.
 //! - [`config_sync`] watches the store's config keys and has the manager place changed
 //!   values in containers (issue #6).
+//! - [`services`] registers containers run with `--service` in the store under the
+//!   daemon's lease, and runs their [`health`] checks (issue #6).
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
 //!
 //! Not done yet: output frames on attach (output is read with `logs --follow`), remounting
-//! rootfs overlays after a reboot, service registration in the store.
+//! rootfs overlays after a reboot.
 
 pub mod config_sync;
 pub mod daemon;
 pub mod error;
 pub mod exec_shim;
+pub mod health;
 pub mod launcher;
 pub mod logs;
 pub mod manager;
@@ -31,6 +34,7 @@ pub mod options;
 pub mod paths;
 pub mod record;
 pub mod server;
+pub mod services;
 pub mod stats;
 
 pub use daemon::{Daemon, DaemonError};

@@ -84,6 +84,8 @@ pub struct View {
     pub supervisor: Option<i32>,
     pub status: ContainerStatus,
     pub state: Option<ContainerState>,
+    /// Its health check's state, when it has one.
+    pub health: Option<berth_client::api::Health>,
 }
 
 /// The daemon's containers.
@@ -101,6 +103,8 @@ pub struct ContainerManager {
     networks: DaemonNetworks,
     /// The store config keys are read from (issue #6), once the daemon has one.
     config_store: std::sync::OnceLock<Kv>,
+    /// Service registration and health checks (issue #6), once the daemon has a store.
+    services: std::sync::OnceLock<Arc<crate::services::Services>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +182,7 @@ impl ContainerManager {
             index: Mutex::new(Index::default()),
             changes: watch::Sender::new(0),
             config_store: std::sync::OnceLock::new(),
+            services: std::sync::OnceLock::new(),
         }))
     }
 
@@ -192,6 +197,50 @@ impl ContainerManager {
 
     pub fn config_store(&self) -> Option<&Kv> {
         self.config_store.get()
+    }
+
+    /// Sets the service registry (once; later calls are ignored) and starts the monitors of
+    /// the containers running now.
+    pub fn set_services(self: &Arc<Self>, services: Arc<crate::services::Services>) {
+        if self.services.set(Arc::clone(&services)).is_err() {
+            return;
+        }
+        let running: Vec<(ContainerId, i32)> = lock(&self.index)
+            .containers
+            .iter()
+            .filter_map(|(id, e)| Some((id.clone(), e.supervisor?)))
+            .collect();
+        for (id, pid) in running {
+            services.monitor(self, id, pid, true);
+        }
+    }
+
+    pub fn services(&self) -> Option<&Arc<crate::services::Services>> {
+        self.services.get()
+    }
+
+    /// Every container's record and its live supervisor's pid.
+    pub fn records(&self) -> Vec<(ContainerRecord, Option<i32>)> {
+        lock(&self.index)
+            .containers
+            .values()
+            .map(|e| (e.record.clone(), e.supervisor))
+            .collect()
+    }
+
+    /// The pid of container `id`'s live supervisor.
+    pub fn supervisor_of(&self, id: &ContainerId) -> Option<i32> {
+        lock(&self.index)
+            .containers
+            .get(id)
+            .and_then(|e| e.supervisor)
+    }
+
+    /// Deletes container `id`'s service endpoints now (blocking), before it stops.
+    fn retire(&self, id: &ContainerId) {
+        if let Some(services) = self.services.get() {
+            self.runtime.block_on(services.retire(id));
+        }
     }
 
     pub fn host(&self) -> &HostFacts {
@@ -252,6 +301,7 @@ impl ContainerManager {
         let dir = self.state_dir(id);
         let state = ContainerState::read(&dir.state()).ok();
         View {
+            health: self.services.get().and_then(|s| s.health(id)),
             status: status_of(&entry, state.as_ref()),
             supervisor: entry.supervisor,
             record: entry.record,
@@ -300,6 +350,11 @@ impl ContainerManager {
     /// directory; on any error nothing is left.
     pub fn create(self: &Arc<Self>, request: CreateRequest) -> Result<CreateResponse> {
         let mut parsed = parse_create(&request)?;
+        if !parsed.services.is_empty() && self.services.get().is_none() {
+            return Err(AgentError::BadRequest(
+                "this daemon has no store to register services in".into(),
+            ));
+        }
         let config_values = self.config_values(&mut parsed)?;
         for volume in &parsed.options.volumes {
             if !volume.host().exists() {
@@ -636,7 +691,10 @@ impl ContainerManager {
                 entry.dead = false;
             }
         }
-        self.watch(id, pid);
+        self.watch(id.clone(), pid);
+        if let Some(services) = self.services.get() {
+            services.monitor(self, id, pid, false);
+        }
         Ok(())
     }
 
@@ -669,6 +727,7 @@ impl ContainerManager {
             entry.supervisor = None;
             entry.record.request.auto_remove && !entry.removing
         };
+        self.retire(id);
         self.changes.send_modify(|n| *n += 1);
         if auto_remove && let Err(err) = self.remove(id.as_str(), true) {
             tracing::warn!(%id, %err, "cannot auto-remove");
@@ -731,6 +790,8 @@ impl ContainerManager {
         };
         let timeout_secs =
             timeout_secs.unwrap_or(berth_runtime::supervisor::DEFAULT_STOP_TIMEOUT.as_secs());
+        // Out of its services before it stops taking traffic.
+        self.retire(id);
         self.control(
             id,
             &Request::Stop { timeout_secs },
@@ -795,6 +856,10 @@ impl ContainerManager {
             }
         }
         self.set_removing(&id, true);
+        self.retire(&id);
+        if let Some(services) = self.services.get() {
+            services.forget(&id);
+        }
         self.remove_files(&id);
         {
             let mut index = lock(&self.index);
@@ -986,7 +1051,14 @@ pub fn human_status(view: &View, now: chrono::DateTime<chrono::Utc>) -> String {
     match view.status {
         ContainerStatus::Created => "Created".into(),
         ContainerStatus::Running => {
-            format!("Up {}", since(state.and_then(|s| s.started_at.as_ref())))
+            let up = format!("Up {}", since(state.and_then(|s| s.started_at.as_ref())));
+            match view.health.as_ref().map(|h| h.status) {
+                None => up,
+                Some(berth_client::api::HealthStatus::Starting) => {
+                    format!("{up} (health: starting)")
+                }
+                Some(status) => format!("{up} ({})", status.as_str()),
+            }
         }
         ContainerStatus::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -1055,6 +1127,7 @@ fn inspect(view: &View) -> ContainerInspect {
             finished_at: state
                 .and_then(|s| s.finished_at.clone())
                 .unwrap_or_else(|| ZERO_TIME.into()),
+            health: view.health.clone(),
         },
         restart_count: state.map_or(0, |s| s.restart_count),
         log_path: view.dir.log().display().to_string(),

@@ -2,7 +2,7 @@
 //! Pure: no file is touched here (volume sources are checked in [`crate::create`]).
 
 use berth_client::api::CreateRequest;
-use berth_config::{ConfigEnv, ConfigFile};
+use berth_config::{ConfigEnv, ConfigFile, ServiceSpec};
 use berth_runtime::{
     BlkioWeight, ByteSize, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, MemoryLimit, NetworkMode,
     PidsLimit, RestartPolicy, RunOptions, TmpfsMount, UserSpec, Volume,
@@ -10,6 +10,7 @@ use berth_runtime::{
 use berth_types::ContainerName;
 
 use crate::error::{AgentError, Result};
+use crate::health::HealthCheck;
 use crate::network::BridgeRequest;
 
 /// What a create request asks for, every field validated.
@@ -27,6 +28,10 @@ pub struct ParsedCreate {
     pub config_env: Vec<ConfigEnv>,
     /// `ConfigSignal`, validated.
     pub config_signal: Option<String>,
+    /// `Services`: the services the container is an endpoint of.
+    pub services: Vec<ServiceSpec>,
+    /// `Healthcheck`, validated; `None` for no check.
+    pub health: Option<HealthCheck>,
 }
 
 fn bad(field: &str) -> impl Fn(String) -> AgentError + '_ {
@@ -167,7 +172,12 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
             "ConfigSignal (--config-signal) needs at least one Configs (--config) file".into(),
         ));
     }
+    let services = parse_services(request)?;
+    let health = HealthCheck::from_config(request.healthcheck.as_ref(), &request.host_config)
+        .map_err(AgentError::BadRequest)?;
     Ok(ParsedCreate {
+        services,
+        health,
         options,
         restart,
         name,
@@ -176,6 +186,34 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
         config_env,
         config_signal,
     })
+}
+
+/// `Services`: each `NAME[:PORT]` once per name, on a network with an address (not `none`).
+fn parse_services(request: &CreateRequest) -> Result<Vec<ServiceSpec>> {
+    let services = request
+        .services
+        .iter()
+        .map(|s| parse::<ServiceSpec>("Services", s))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, spec) in services.iter().enumerate() {
+        if services[..i].iter().any(|s| s.name == spec.name) {
+            return Err(bad("Services")(format!(
+                "service {} is given twice; a container is one endpoint of a service",
+                spec.name
+            )));
+        }
+    }
+    if !services.is_empty()
+        && matches!(
+            request.host_config.network_mode.as_deref(),
+            None | Some("none")
+        )
+    {
+        return Err(bad("Services")(
+            "a service endpoint needs an address: use a bridged network (the default) or --network host, not none".into(),
+        ));
+    }
+    Ok(services)
 }
 
 /// `NetworkMode`, `PortBindings`, `Ip` and `NetworkAliases`: `none` (absent) and `host` go
@@ -378,6 +416,48 @@ mod tests {
             parse_create(&bad_name),
             Err(AgentError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn services_and_health_checks_are_validated() {
+        let with = |services: &[&str], network: Option<&str>, test: &[&str]| {
+            let mut r = request(HostConfig {
+                network_mode: network.map(str::to_owned),
+                ..HostConfig::default()
+            });
+            r.services = services.iter().map(|s| (*s).to_owned()).collect();
+            r.healthcheck = (!test.is_empty()).then(|| berth_client::api::HealthConfig {
+                test: test.iter().map(|t| (*t).to_owned()).collect(),
+                ..Default::default()
+            });
+            parse_create(&r)
+        };
+        let parsed = with(&["web:80", "api"], Some("bridge"), &["TCP", "80"]).unwrap();
+        assert_eq!(parsed.services.len(), 2);
+        assert_eq!(parsed.health.unwrap().port(), Some(80));
+        assert!(with(&["web"], Some("host"), &[]).is_ok());
+        let cases = [
+            (with(&["Web"], Some("bridge"), &[]), "invalid service name"),
+            (with(&["web:70000"], Some("bridge"), &[]), "65535"),
+            (
+                with(&["web:0"], Some("bridge"), &[]),
+                "invalid service port",
+            ),
+            (with(&["web", "web:80"], Some("bridge"), &[]), "twice"),
+            (with(&["web"], None, &[]), "not none"),
+            (
+                with(&[], Some("bridge"), &["HTTP", "99999", "/"]),
+                "Healthcheck",
+            ),
+        ];
+        for (result, expected) in cases {
+            match result {
+                Err(AgentError::BadRequest(message)) => {
+                    assert!(message.contains(expected), "{expected}: {message}")
+                }
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
     }
 
     #[test]

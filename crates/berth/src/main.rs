@@ -55,6 +55,8 @@ enum Command {
     /// Configuration values shared with containers (`berth run --config`): set, get, ls,
     /// rm, history.
     Config(cmd::config::ConfigArgs),
+    /// Services containers are registered in (`berth run --service`): ls, inspect.
+    Service(cmd::service::ServiceArgs),
     #[command(flatten)]
     Container(Box<cmd::container::ContainerCommand>),
     /// Supervise one container (run by the daemon).
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cmd::daemon::run(&globals, args),
         Command::Kv(args) => cmd::kv::run(args),
         Command::Config(args) => cmd::config::run(args),
+        Command::Service(args) => cmd::service::run(args),
         Command::Container(command) => cmd::container::run(&globals, *command),
         Command::Supervise(args) => cmd::supervise::run(&args),
         Command::ExecShim(args) => Ok(cmd::exec_shim::run(&args)),

@@ -92,7 +92,74 @@ pub struct CreateRequest {
     /// `--config-signal SIGNAL`: sent to the container's main process after one of its
     /// config files changed.
     pub config_signal: Option<String>,
+    /// `--service NAME[:PORT]`: while the container runs (and, with a health check, is
+    /// healthy) its endpoint is registered under `/berth/services/NAME/<id>` in the store.
+    pub services: Vec<String>,
+    /// `--health-*` and `--no-healthcheck`: how the daemon checks the container's health.
+    pub healthcheck: Option<HealthConfig>,
     pub host_config: HostConfig,
+}
+
+/// docker's `Healthcheck`, with two checks of berth's own that run from the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    /// The check: `["NONE"]` (none), `["CMD", ARG…]` (a process in the container, healthy on
+    /// exit 0), `["CMD-SHELL", COMMAND]` (`/bin/sh -c COMMAND` in the container),
+    /// `["TCP", PORT]` (a TCP connection to the container's address), `["HTTP", PORT, PATH]`
+    /// (a GET of PATH on the container's address, healthy on 2xx and 3xx).
+    pub test: Vec<String>,
+    /// Time between checks, in nanoseconds (0: 30 s).
+    pub interval: u64,
+    /// How long one check may take, in nanoseconds (0: 30 s).
+    pub timeout: u64,
+    /// Time after each start when failures do not count, in nanoseconds (0: none).
+    pub start_period: u64,
+    /// Failures in a row that make the container unhealthy (0: 3).
+    pub retries: u32,
+}
+
+/// A container's health (docker's `State.Health`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    pub status: HealthStatus,
+    /// Failed checks in a row.
+    pub failing_streak: u32,
+    /// The last checks, oldest first (at most 5).
+    pub log: Vec<HealthLog>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// No check has passed yet since the container started (and it has not failed enough).
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// One health check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthLog {
+    /// RFC 3339.
+    pub start: String,
+    pub end: String,
+    /// 0 passed, 1 failed (docker's), -1 the check could not run or timed out.
+    pub exit_code: i32,
+    /// What the check printed or why it failed, at most 4 KiB.
+    pub output: String,
 }
 
 /// The limits and mounts of [`CreateRequest`], as docker's `HostConfig`.
@@ -293,6 +360,9 @@ pub struct ContainerState {
     /// RFC 3339; `0001-01-01T00:00:00Z` when never (docker's zero time).
     pub started_at: String,
     pub finished_at: String,
+    /// Present when the container has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 /// Answer to `POST /v1/containers/{id}/wait`.
@@ -387,6 +457,7 @@ mod tests {
             error: String::new(),
             started_at: "2026-11-28T00:00:00Z".into(),
             finished_at: "2026-11-28T00:00:01Z".into(),
+            health: None,
         };
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(json["OOMKilled"], true);

@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue, WatchOptions,
+    Client, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue, PutOptions,
+    WatchOptions,
 };
 
 /// A store revision.
 pub type Revision = i64;
+/// A store lease's id.
+pub type LeaseId = i64;
 
 /// How long connecting to an endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -155,6 +158,74 @@ impl Kv {
             .await
             .map_err(|err| self.error(err, value.len()))?;
         Ok(answer.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Puts `value` at `key` attached to lease `lease`: the key is deleted when the lease
+    /// expires or is revoked.
+    pub async fn put_with_lease(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        lease: LeaseId,
+    ) -> Result<Revision, KvError> {
+        let answer = self
+            .client
+            .kv_client()
+            .put(key, value, Some(PutOptions::new().with_lease(lease)))
+            .await
+            .map_err(|err| self.error(err, value.len()))?;
+        Ok(answer.header().map_or(0, |h| h.revision()))
+    }
+
+    /// A new lease of `ttl` (whole seconds, at least 1): its id.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, KvError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let answer = self
+            .client
+            .lease_client()
+            .grant(seconds, None)
+            .await
+            .map_err(|err| self.error(err, 0))?;
+        Ok(answer.id())
+    }
+
+    /// Renews lease `lease` once: `Ok(true)` while it lives, `Ok(false)` when the store no
+    /// longer has it (it expired or was revoked: its keys are gone).
+    pub async fn keep_alive(&self, lease: LeaseId) -> Result<bool, KvError> {
+        let renew = async {
+            let (mut keeper, mut stream) = self
+                .client
+                .lease_client()
+                .keep_alive(lease)
+                .await
+                .map_err(|err| self.error(err, 0))?;
+            keeper
+                .keep_alive()
+                .await
+                .map_err(|err| self.error(err, 0))?;
+            match stream.message().await.map_err(|err| self.error(err, 0))? {
+                Some(answer) => Ok(answer.ttl() > 0),
+                None => Err(KvError::Store(
+                    "the store closed the lease keep-alive stream".into(),
+                )),
+            }
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, renew)
+            .await
+            .map_err(|_| KvError::Unreachable {
+                endpoints: self.endpoints.join(","),
+                reason: format!("no keep-alive answer within {REQUEST_TIMEOUT:?}"),
+            })?
+    }
+
+    /// Revokes lease `lease`: its keys are deleted now.
+    pub async fn revoke_lease(&self, lease: LeaseId) -> Result<(), KvError> {
+        self.client
+            .lease_client()
+            .revoke(lease)
+            .await
+            .map_err(|err| self.error(err, 0))?;
+        Ok(())
     }
 
     /// Deletes `key` (or every key with the prefix `key`); how many keys were deleted.

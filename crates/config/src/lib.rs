@@ -25,7 +25,7 @@ mod service;
 
 pub use binding::{BindingError, ConfigEnv, ConfigFile, DEFAULT_MODE};
 pub use key::{CONFIG_PREFIX, ConfigKey, KeyError, MAX_KEY_LEN};
-pub use kv::{Entry, Event, EventKind, Kv, KvError, Revision, WatchStream};
+pub use kv::{Entry, Event, EventKind, Kv, KvError, LeaseId, Revision, WatchStream};
 pub use service::{
     Endpoint, EndpointHealth, MAX_SERVICE_NAME_LEN, SERVICE_DOMAIN, SERVICE_PREFIX, ServiceError,
     ServiceName, ServiceSpec, parse_endpoint_key,

@@ -45,6 +45,8 @@ pub struct Daemon {
     store: String,
     /// Whether `store` is external (`--store-endpoints`).
     external: bool,
+    /// More `berth daemon` flags, given at every start.
+    flags: Vec<String>,
 }
 
 impl Daemon {
@@ -55,6 +57,12 @@ impl Daemon {
 
     /// As [`Self::start`], with the store at `endpoint` (`--store-endpoints`) when given.
     pub fn start_with_store(endpoint: Option<&str>) -> Self {
+        Self::start_with_flags(endpoint, &[])
+    }
+
+    /// As [`Self::start_with_store`], with more `berth daemon` flags (`--service-ttl 2s`),
+    /// given again at every [`Self::spawn`].
+    pub fn start_with_flags(endpoint: Option<&str>, flags: &[&str]) -> Self {
         // Short paths: a supervisor's control.sock is <root>/containers/<64-hex id>/control.sock,
         // and a unix socket's path must fit in 108 bytes.
         let dir = tempfile::Builder::new()
@@ -78,6 +86,7 @@ impl Daemon {
                 str::to_owned,
             ),
             external: endpoint.is_some(),
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         };
         daemon.spawn();
         daemon
@@ -181,6 +190,7 @@ impl Daemon {
         } else {
             command.args(["--store-listen", &self.store]);
         }
+        command.args(&self.flags);
         let log = self.log_path();
         let child = command
             .stdin(Stdio::null())

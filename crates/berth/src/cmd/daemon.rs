@@ -64,6 +64,19 @@ pub struct DaemonArgs {
     /// etcd's --election-timeout (ms).
     #[arg(long, default_value_t = 1000)]
     store_election_timeout: u64,
+    /// How long this daemon's service endpoints outlive it: the TTL of its lease in the
+    /// store (whole seconds, e.g. 10s; renewed every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_ttl)]
+    service_ttl: std::time::Duration,
+}
+
+/// `--service-ttl`: a duration of whole seconds, at least 1 s (a lease's unit).
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let ttl = crate::cmd::container::parse_duration(s)?;
+    if ttl.as_secs() == 0 || ttl.subsec_nanos() != 0 {
+        return Err("a lease TTL is whole seconds, at least 1s".into());
+    }
+    Ok(ttl)
 }
 
 /// The embedded store's configuration, from the daemon's flags.
@@ -155,6 +168,10 @@ pub fn run(globals: &Globals, args: DaemonArgs) -> anyhow::Result<ExitCode> {
             .share_config(&config_endpoints)
             .await
             .context("cannot share configuration through the store")?;
+        daemon
+            .register_services(&config_endpoints, args.service_ttl)
+            .await
+            .context("cannot register services in the store")?;
         let api = async {
             daemon
                 .serve(stopped(stop_rx.clone()))

@@ -8,6 +8,7 @@ pub mod image;
 pub mod kv;
 pub mod progress;
 pub mod pull;
+pub mod service;
 pub mod store;
 pub mod supervise;
 pub mod table;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use berth_client::api::{CreateRequest, DeviceRate as ApiDeviceRate, HostConfig};
-use berth_config::{ConfigEnv, ConfigFile};
+use berth_client::api::{CreateRequest, DeviceRate as ApiDeviceRate, HealthConfig, HostConfig};
+use berth_config::{ConfigEnv, ConfigFile, ServiceSpec};
 use berth_runtime::{
     BlkioWeight, ContainerPath, CpuShares, Cpus, DeviceRate, EnvVar, Hostname, LimitError,
     MemoryLimit, NetworkMode, PidsLimit, RestartPolicy, TmpfsMount, UserSpec, Volume,
@@ -110,6 +110,13 @@ pub struct CreateArgs {
     /// Send this signal to the container's main process after a --config file changed.
     #[arg(long = "config-signal", value_name = "SIGNAL", value_parser = parse_signal)]
     pub config_signal: Option<String>,
+    /// Register the container as an endpoint of service NAME (at its port PORT) while it
+    /// runs and is healthy: `/berth/services/NAME/<id>` in the store, NAME.service.berth in
+    /// DNS. Repeatable.
+    #[arg(long = "service", value_name = "NAME[:PORT]")]
+    pub service: Vec<ServiceSpec>,
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// The image: a name, an id or a unique id prefix.
     pub image: String,
     /// The command and its arguments, instead of the image's.
@@ -119,6 +126,141 @@ pub struct CreateArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+/// The health check flags: docker's, plus TCP and HTTP checks made from the host.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HealthArgs {
+    /// Command to run in the container to check its health (`/bin/sh -c CMD`; exit 0 is
+    /// healthy).
+    #[arg(long = "health-cmd", value_name = "CMD", conflicts_with_all = ["health_tcp", "health_http"])]
+    pub health_cmd: Option<String>,
+    /// Check health by connecting to this TCP port of the container (from the host).
+    #[arg(long = "health-tcp", value_name = "PORT", value_parser = parse_health_port, conflicts_with = "health_http")]
+    pub health_tcp: Option<u16>,
+    /// Check health by GET of PATH on this port of the container; a 2xx or 3xx status is
+    /// healthy (e.g. 8080/healthz; PATH defaults to /).
+    #[arg(long = "health-http", value_name = "PORT[/PATH]", value_parser = parse_health_http)]
+    pub health_http: Option<(u16, String)>,
+    /// Time between checks (e.g. 30s, 1m30s, 500ms) [default: 30s].
+    #[arg(long = "health-interval", value_name = "DURATION", value_parser = parse_duration)]
+    pub health_interval: Option<std::time::Duration>,
+    /// Longest time one check may take [default: 30s].
+    #[arg(long = "health-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub health_timeout: Option<std::time::Duration>,
+    /// Failures in a row that make the container unhealthy [default: 3].
+    #[arg(long = "health-retries", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub health_retries: Option<u32>,
+    /// Time after each start during which failures do not count [default: 0s].
+    #[arg(long = "health-start-period", value_name = "DURATION", value_parser = parse_duration)]
+    pub health_start_period: Option<std::time::Duration>,
+    /// Disable any health check.
+    #[arg(long = "no-healthcheck", conflicts_with_all = ["health_cmd", "health_tcp", "health_http", "health_interval", "health_timeout", "health_retries", "health_start_period"])]
+    pub no_healthcheck: bool,
+}
+
+fn parse_health_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u32>() {
+        Ok(port @ 1..=65535) => Ok(port as u16),
+        _ => Err("expected a port number 1-65535".into()),
+    }
+}
+
+/// `PORT[/PATH]`.
+fn parse_health_http(s: &str) -> Result<(u16, String), String> {
+    let (port, path) = match s.find('/') {
+        Some(slash) => (&s[..slash], &s[slash..]),
+        None => (s, "/"),
+    };
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the path may not have spaces".into());
+    }
+    Ok((
+        parse_health_port(port).map_err(|e| format!("{e}, then an optional /PATH"))?,
+        path.to_owned(),
+    ))
+}
+
+/// Go's durations, as docker takes them: `1h30m`, `1.5s`, `500ms`, `10us`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected e.g. 30s, 1m30s or 500ms");
+    let mut rest = s;
+    let mut nanos: f64 = 0.0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        nanos += number * scale;
+    }
+    if nanos > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_nanos(nanos as u64))
+}
+
+impl HealthArgs {
+    /// The API's `Healthcheck`; `None` when no flag is given (no check).
+    pub fn to_config(&self) -> anyhow::Result<Option<HealthConfig>> {
+        if self.no_healthcheck {
+            return Ok(Some(HealthConfig {
+                test: vec!["NONE".into()],
+                ..HealthConfig::default()
+            }));
+        }
+        let test = match (&self.health_cmd, self.health_tcp, &self.health_http) {
+            (Some(cmd), _, _) => vec!["CMD-SHELL".to_owned(), cmd.clone()],
+            (_, Some(port), _) => vec!["TCP".to_owned(), port.to_string()],
+            (_, _, Some((port, path))) => vec!["HTTP".to_owned(), port.to_string(), path.clone()],
+            (None, None, None) => {
+                let timing = self.health_interval.is_some()
+                    || self.health_timeout.is_some()
+                    || self.health_retries.is_some()
+                    || self.health_start_period.is_some();
+                if timing {
+                    anyhow::bail!(
+                        "--health-interval, --health-timeout, --health-retries and --health-start-period need a check: --health-cmd, --health-tcp or --health-http"
+                    );
+                }
+                return Ok(None);
+            }
+        };
+        let nanos = |d: Option<std::time::Duration>| {
+            d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+        for (flag, value) in [
+            ("--health-interval", self.health_interval),
+            ("--health-timeout", self.health_timeout),
+        ] {
+            if value.is_some_and(|v| v.is_zero()) {
+                anyhow::bail!("{flag} must be longer than 0s");
+            }
+        }
+        Ok(Some(HealthConfig {
+            test,
+            interval: nanos(self.health_interval),
+            timeout: nanos(self.health_timeout),
+            start_period: nanos(self.health_start_period),
+            retries: self.health_retries.unwrap_or(0),
+        }))
+    }
 }
 
 fn parse_signal(s: &str) -> Result<String, String> {
@@ -210,6 +352,8 @@ impl CreateArgs {
             configs: self.config.iter().map(ToString::to_string).collect(),
             config_env: self.config_env.iter().map(ToString::to_string).collect(),
             config_signal: self.config_signal.clone(),
+            services: self.service.iter().map(ToString::to_string).collect(),
+            healthcheck: self.health.to_config()?,
             host_config,
         })
     }
@@ -394,6 +538,13 @@ mod tests {
             ("--config", "/app:/etc/a"),
             ("--config-env", "app/a=1X"),
             ("--config-signal", "SIGNOPE"),
+            ("--service", "Web"),
+            ("--service", "web:0"),
+            ("--service", "web:65536"),
+            ("--health-tcp", "0"),
+            ("--health-http", "x/up"),
+            ("--health-interval", "5"),
+            ("--health-retries", "0"),
         ] {
             let err = parse(&[flag, value, "busybox"]).unwrap_err().to_string();
             assert!(
@@ -426,6 +577,72 @@ mod tests {
         assert_eq!(request.configs, ["app/a:/etc/a:0444", "app/b:/etc/b:0600"]);
         assert_eq!(request.config_env, ["app/c=C"]);
         assert_eq!(request.config_signal.as_deref(), Some("HUP"));
+    }
+
+    #[test]
+    fn service_and_health_flags_become_the_request() {
+        let request = parse(&[
+            "--service",
+            "web:8080",
+            "--service",
+            "api",
+            "--health-http",
+            "8080/healthz",
+            "--health-interval",
+            "1m30s",
+            "--health-timeout",
+            "500ms",
+            "--health-retries",
+            "2",
+            "--health-start-period",
+            "1.5s",
+            "busybox",
+        ])
+        .unwrap()
+        .to_request(false)
+        .unwrap();
+        assert_eq!(request.services, ["web:8080", "api"]);
+        assert_eq!(
+            request.healthcheck,
+            Some(HealthConfig {
+                test: vec!["HTTP".into(), "8080".into(), "/healthz".into()],
+                interval: 90_000_000_000,
+                timeout: 500_000_000,
+                start_period: 1_500_000_000,
+                retries: 2,
+            })
+        );
+        let cmd = parse(&["--health-cmd", "test -f /ok", "busybox"]).unwrap();
+        assert_eq!(
+            cmd.to_request(false).unwrap().healthcheck.unwrap().test,
+            ["CMD-SHELL", "test -f /ok"]
+        );
+        let tcp = parse(&["--health-tcp", "80", "busybox"]).unwrap();
+        assert_eq!(
+            tcp.to_request(false).unwrap().healthcheck.unwrap().test,
+            ["TCP", "80"]
+        );
+        let none = parse(&["--no-healthcheck", "busybox"]).unwrap();
+        assert_eq!(
+            none.to_request(false).unwrap().healthcheck.unwrap().test,
+            ["NONE"]
+        );
+        assert!(parse(&["--no-healthcheck", "--health-tcp", "80", "busybox"]).is_err());
+        assert!(parse(&["--health-cmd", "true", "--health-tcp", "80", "busybox"]).is_err());
+        let timing_only = parse(&["--health-interval", "1s", "busybox"]).unwrap();
+        let err = timing_only.to_request(false).unwrap_err().to_string();
+        assert!(err.contains("need a check"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_gos() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "5", "s", "1x", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ use clap::Subcommand;
 
 use crate::Globals;
 
+pub(crate) use create_args::parse_duration;
+
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Create and run a container from an image.

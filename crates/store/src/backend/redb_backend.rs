@@ -15,7 +15,7 @@ use crate::mvcc::{KeyIndex, Revision, ValueSource};
 /// redb's page cache: the pages of recently written and read values. Values are read back from
 /// the file (the index in memory holds keys and revisions only, ADR 0401); pages beyond the
 /// cache come from the kernel's page cache, which is not the store's memory.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The version of the on-disk layout this code reads and writes. Version 1 had no raft log:
 /// its `applied_index` counted writes, not raft log entries, so it is refused, not migrated.

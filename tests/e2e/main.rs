@@ -8,5 +8,6 @@ mod config;
 mod containers;
 mod image;
 mod pull;
+mod service_dns;
 mod store;
 mod support;

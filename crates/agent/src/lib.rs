@@ -12,6 +12,8 @@
 //! - [`server`] holds the thin axum routes, [`Daemon`] the lock, socket and adoption.
 //! - [`config_sync`] watches the store's config keys and has the manager place changed
 //!   values in containers (issue #6).
+//! - [`service_dns`] watches the store's service endpoints into the table the DNS servers
+//!   answer `NAME.service.berth` from (issue #6).
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
 //!
@@ -31,6 +33,7 @@ pub mod options;
 pub mod paths;
 pub mod record;
 pub mod server;
+pub mod service_dns;
 pub mod stats;
 
 pub use daemon::{Daemon, DaemonError};

@@ -125,8 +125,8 @@ fn services_resolve_as_the_store_changes(daemon: &Daemon) {
     );
 
     // SRV: each endpoint's port and a target that resolves to it.
-    let srv = nslookup(daemon, "client", &["-type=srv", "_web._tcp.service.berth"])
-        .expect("SRV records");
+    let srv =
+        nslookup(daemon, "client", &["-type=srv", "_web._tcp.service.berth"]).expect("SRV records");
     for n in 1..=3u8 {
         let target = format!("{}.web.service.berth", format!("{n:02x}").repeat(6));
         assert!(srv.contains(&format!("8080 {target}")), "{srv}");
@@ -149,8 +149,8 @@ fn services_resolve_as_the_store_changes(daemon: &Daemon) {
         resolve(daemon, "client", name),
         Some(BTreeSet::from([address(1), address(3)]))
     );
-    let no_srv = nslookup(daemon, "client", &["-type=srv", "_api._tcp.service.berth"])
-        .unwrap_or_default();
+    let no_srv =
+        nslookup(daemon, "client", &["-type=srv", "_api._tcp.service.berth"]).unwrap_or_default();
     assert!(!no_srv.contains("service ="), "{no_srv}");
 
     // The last endpoint gone: the name is gone.

@@ -189,7 +189,8 @@ fn latency(store: &str, dns: SocketAddr, n: usize) {
 }
 
 fn qps(dns: SocketAddr, n: usize, seconds: u64, threads: usize, window: usize) {
-    let queries: Arc<Vec<Vec<u8>>> = Arc::new((0..n).map(|i| a_query(0, &name(i)).unwrap()).collect());
+    let queries: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..n).map(|i| a_query(0, &name(i)).unwrap()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
     let empty = Arc::new(AtomicU64::new(0));
@@ -198,8 +199,11 @@ fn qps(dns: SocketAddr, n: usize, seconds: u64, threads: usize, window: usize) {
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let (queries, stop) = (Arc::clone(&queries), Arc::clone(&stop));
-            let (answered, empty, timeouts) =
-                (Arc::clone(&answered), Arc::clone(&empty), Arc::clone(&timeouts));
+            let (answered, empty, timeouts) = (
+                Arc::clone(&answered),
+                Arc::clone(&empty),
+                Arc::clone(&timeouts),
+            );
             std::thread::spawn(move || {
                 let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
                 socket.connect(dns).unwrap();

@@ -118,8 +118,16 @@ mod tests {
         let mut table = Services::new(SERVICE_DOMAIN);
         let web1 = endpoint("web", "aaa", Some(Ipv4Addr::new(10, 88, 0, 2)), Some(80));
         let web2 = endpoint("web", "bbb", None, None);
-        apply(&mut table, web1.store_key().as_bytes(), Some(web1.to_json().as_slice()));
-        apply(&mut table, web2.store_key().as_bytes(), Some(web2.to_json().as_slice()));
+        apply(
+            &mut table,
+            web1.store_key().as_bytes(),
+            Some(web1.to_json().as_slice()),
+        );
+        apply(
+            &mut table,
+            web2.store_key().as_bytes(),
+            Some(web2.to_json().as_slice()),
+        );
         let endpoints = table.endpoints("web").map(|e| e.len());
         assert_eq!(endpoints, Some(2));
         assert_eq!(
@@ -130,9 +138,21 @@ mod tests {
             })
         );
         // A value that is not an endpoint takes the endpoint away; foreign keys are ignored.
-        apply(&mut table, web2.store_key().as_bytes(), Some(b"garbage".as_slice()));
-        apply(&mut table, b"/berth/services/web", Some(web1.to_json().as_slice()));
-        apply(&mut table, b"/berth/config/web/x", Some(web1.to_json().as_slice()));
+        apply(
+            &mut table,
+            web2.store_key().as_bytes(),
+            Some(b"garbage".as_slice()),
+        );
+        apply(
+            &mut table,
+            b"/berth/services/web",
+            Some(web1.to_json().as_slice()),
+        );
+        apply(
+            &mut table,
+            b"/berth/config/web/x",
+            Some(web1.to_json().as_slice()),
+        );
         assert_eq!(table.endpoints("web").map(|e| e.len()), Some(1));
         apply(&mut table, web1.store_key().as_bytes(), None);
         assert!(table.is_empty());

@@ -353,11 +353,7 @@ fn service_records<'a>(
         }
         ServiceName::Endpoint(endpoints) => {
             if wants(TYPE::A) {
-                answers.extend(service_a_records(
-                    qname,
-                    endpoints.iter().copied(),
-                    rotate,
-                ));
+                answers.extend(service_a_records(qname, endpoints.iter().copied(), rotate));
             }
         }
     }
@@ -628,7 +624,12 @@ mod tests {
     }
 
     fn ask(zone: &Zone, name: &str) -> (u16, u8, Vec<Ipv4Addr>) {
-        let reply = answer(&a_query(7, name).expect("query"), zone, &Services::default()).expect("reply");
+        let reply = answer(
+            &a_query(7, name).expect("query"),
+            zone,
+            &Services::default(),
+        )
+        .expect("reply");
         parse_a_reply(&reply).expect("parse")
     }
 
@@ -760,10 +761,7 @@ mod tests {
     fn successive_queries_start_at_different_endpoints() {
         let services = services();
         let first = |id| {
-            let reply = ask_services(
-                &services,
-                &a_query(id, "web.service.berth").expect("query"),
-            );
+            let reply = ask_services(&services, &a_query(id, "web.service.berth").expect("query"));
             reply.a[0]
         };
         assert_ne!(first(0), first(1));
@@ -780,7 +778,11 @@ mod tests {
             ("aaaaaaaaaaaa.web.service.berth".to_owned(), ip(1)),
             ("bbbbbbbbbbbb.web.service.berth".to_owned(), ip(2)),
         ];
-        for name in ["_web._tcp.service.berth", "web.service.berth", "_WEB._TCP.service.berth."] {
+        for name in [
+            "_web._tcp.service.berth",
+            "web.service.berth",
+            "_WEB._TCP.service.berth.",
+        ] {
             let reply = srv(&services, name);
             assert_eq!(reply.rcode, RCODE::NoError as u8, "{name}");
             assert_eq!(sorted(reply.srv), expected, "{name}");
@@ -813,7 +815,10 @@ mod tests {
         // A host-network endpoint has no address: the name exists with no A record.
         let reply = a(&services, "hostonly.service.berth");
         assert_eq!((reply.rcode, reply.a), (RCODE::NoError as u8, vec![]));
-        assert_eq!(a(&services, "_web._tcp.service.berth").rcode, RCODE::NoError as u8);
+        assert_eq!(
+            a(&services, "_web._tcp.service.berth").rcode,
+            RCODE::NoError as u8
+        );
         // A service whose last endpoint leaves is gone.
         services.remove("worker", WEB1);
         assert_eq!(a(&services, "worker.service.berth").rcode, nx);
@@ -822,7 +827,11 @@ mod tests {
         assert_eq!(a(&services, "web.service.berth").a, [ip(2)]);
         // Without a services domain, nothing is a service.
         assert_eq!(
-            ask_services(&Services::default(), &a_query(1, "web.service.berth").expect("q")).rcode,
+            ask_services(
+                &Services::default(),
+                &a_query(1, "web.service.berth").expect("q")
+            )
+            .rcode,
             nx
         );
     }

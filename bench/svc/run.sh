@@ -103,12 +103,22 @@ fi
 
 "$gen" register "$store" "$services"
 "$gen" hosts "$services" >"$work/hosts"
+# dnsmasq reads the file after dropping root for nobody: the work dir must let it in.
+chmod 0755 "$work"
+chmod 0644 "$work/hosts"
 dport="$(free_port SOCK_DGRAM)"
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
 	--addn-hosts="$work/hosts" --listen-address=127.0.0.1 --bind-interfaces --port="$dport" \
 	--local-ttl=1 --pid-file --log-facility="$out/dnsmasq.log" &
 dnsmasq_pid=$!
 sleep 0.5
+for server in "$gateway" "127.0.0.1:$dport"; do
+	if ! busybox nslookup -type=a svc-0.service.berth "$server" >/dev/null 2>&1; then
+		echo "run.sh: $server does not answer svc-0.service.berth; dnsmasq's log:" >&2
+		cat "$out/dnsmasq.log" >&2
+		exit 1
+	fi
+done
 
 : >"$out/qps.txt"
 for round in $(seq 1 "$rounds"); do

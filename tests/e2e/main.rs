@@ -8,6 +8,7 @@ mod config;
 mod containers;
 mod image;
 mod pull;
+mod service_dns;
 mod services;
 mod store;
 mod support;

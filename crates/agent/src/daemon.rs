@@ -142,13 +142,15 @@ impl Daemon {
     }
 
     /// Shares configuration through the store at `endpoints` (issue #6): creates read config
-    /// keys from it, and a task keeps the containers' config files in sync with it.
+    /// keys from it, a task keeps the containers' config files in sync with it, and another
+    /// keeps the DNS servers' service table (`NAME.service.berth`) in sync with its endpoints.
     pub async fn share_config(&self, endpoints: &[String]) -> Result<(), DaemonError> {
         let kv = berth_config::Kv::connect(endpoints)
             .await
             .map_err(|e| crate::error::AgentError::Internal(e.to_string()))?;
         self.manager.set_config_store(kv.clone());
-        crate::config_sync::spawn(Arc::clone(&self.manager), kv);
+        crate::config_sync::spawn(Arc::clone(&self.manager), kv.clone());
+        crate::service_dns::spawn(self.manager.networks().services(), kv);
         Ok(())
     }
 

@@ -14,6 +14,8 @@
 //!   values in containers (issue #6).
 //! - [`services`] registers containers run with `--service` in the store under the
 //!   daemon's lease, and runs their [`health`] checks (issue #6).
+//! - [`service_dns`] watches the store's service endpoints into the table the DNS servers
+//!   answer `NAME.service.berth` from (issue #6).
 //! - [`Launcher`] is the boundary to the single-threaded helper processes the daemon
 //!   starts (supervisor, exec shim), since it must never call libcontainer itself.
 //!
@@ -34,6 +36,7 @@ pub mod options;
 pub mod paths;
 pub mod record;
 pub mod server;
+pub mod service_dns;
 pub mod services;
 pub mod stats;
 

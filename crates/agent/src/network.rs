@@ -2,7 +2,8 @@
 //! berth-net's [`Networks`] opened under the daemon's root and run dir, one sandbox per
 //! bridged container made at create and removed with the container, the `/etc/hosts` and
 //! `/etc/resolv.conf` files bind-mounted into it, and one DNS server per network on its
-//! gateway, fed with the names and aliases of the network's containers.
+//! gateway, fed with the names and aliases of the network's containers and sharing the
+//! daemon's service table (`NAME.service.berth`, kept by [`crate::service_dns`]).
 //!
 //! Blocking: every method runs CNI plugins or touches files; callers on the async runtime
 //! use `spawn_blocking`.
@@ -14,7 +15,7 @@ use std::sync::Mutex;
 
 use berth_client::api::{EndpointSettings, NetworkInspect, NetworkSettings, PortBinding};
 use berth_net::cni::PluginExec;
-use berth_net::dns::DnsServer;
+use berth_net::dns::{DnsServer, Services, SharedServices};
 use berth_net::{
     AttachOptions, Attachment, CreateNetwork, NetConfig, NetError, Network, NetworkName, Networks,
     PortMapping, Subnet,
@@ -67,6 +68,8 @@ pub const RESOLV_FILE: &str = "resolv.conf";
 pub struct DaemonNetworks {
     nets: Networks<PluginExec>,
     dns: Mutex<HashMap<NetworkName, DnsServer>>,
+    /// The services every DNS server answers, written by the store watch.
+    services: SharedServices,
 }
 
 pub fn net_error(err: NetError) -> AgentError {
@@ -102,7 +105,13 @@ impl DaemonNetworks {
         Ok(Self {
             nets,
             dns: Mutex::default(),
+            services: Services::new(berth_config::SERVICE_DOMAIN).shared(),
         })
+    }
+
+    /// The service table all of the daemon's DNS servers answer from.
+    pub fn services(&self) -> SharedServices {
+        std::sync::Arc::clone(&self.services)
     }
 
     /// Releases what containers that no longer exist left: records, leases, veths, rules,
@@ -216,7 +225,8 @@ impl DaemonNetworks {
         else {
             return;
         };
-        match DnsServer::bind(SocketAddrV4::new(gateway, 53), zone) {
+        let addr = SocketAddrV4::new(gateway, 53);
+        match DnsServer::bind_with_services(addr, zone, self.services()) {
             Ok(server) => {
                 servers.insert(network.clone(), server);
             }

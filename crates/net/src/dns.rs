@@ -1,12 +1,31 @@
 //! berth's per-network DNS server: A records for the containers on one network, by name and
-//! alias, authoritative and without forwarding (a name it does not know is NXDOMAIN).
+//! alias, and for the services registered in the store (`NAME.service.berth`, issue #6),
+//! authoritative and without forwarding (a name it does not know is NXDOMAIN).
 //!
-//! [`answer`] is a pure function of a query and a [`Zone`]; [`DnsServer`] is the thin shell:
-//! one thread on one UDP socket (the daemon binds the network's gateway address, port 53,
-//! once the bridge exists), serving the zone it is updated with. TCP, AAAA records and
-//! forwarding to upstream resolvers are not done (issue #5).
+//! [`answer`] is a pure function of a query, a [`Zone`] and the [`Services`]; [`DnsServer`]
+//! is the thin shell: threads on one UDP socket (the daemon binds the network's gateway
+//! address, port 53, once the bridge exists), serving the zone it is updated with and the
+//! service table shared by all of the daemon's servers. TCP, AAAA records and forwarding to
+//! upstream resolvers are not done (issue #5).
+//!
+//! Service names (docs/adr/0603-service-dns.md), under the services' domain `D`
+//! (`service.berth`):
+//! - `NAME.D` A: the addresses of the service's endpoints (those without an address are
+//!   left out), in an order that rotates from query to query;
+//! - `_NAME._tcp.D` and `NAME.D` SRV: one record per endpoint with an address and a port,
+//!   priority 0, weight 1, target `ID.NAME.D` (`ID`: the first 12 characters of the
+//!   container id), with the target's A record in the additional section;
+//! - `ID.NAME.D` A: that one endpoint's address;
+//! - a service with no endpoint in the store, and any other name under `D`, is NXDOMAIN; a
+//!   service whose endpoints have no address (or no port, for SRV) is NODATA (no error, no
+//!   records): the name exists, the record type does not.
+//!
+//! Service answers have a TTL of 1 s, so a resolver that caches asks again within the
+//! second the store's changes take to get here. A reply is kept within 512 bytes (DNS over
+//! UDP without EDNS): a service with more endpoints than fit answers a rotating subset
+//! (about 30 A records fit, or 9 SRV records).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +33,23 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use simple_dns::rdata::{A, RData};
-use simple_dns::{CLASS, Packet, PacketFlag, QCLASS, QTYPE, RCODE, ResourceRecord, TYPE};
+use simple_dns::rdata::{A, RData, SRV};
+use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, RCODE, ResourceRecord, TYPE};
 
-/// TTL of every answer: short, since containers come and go.
+/// TTL of container names' answers: short, since containers come and go.
 const TTL: u32 = 10;
+/// TTL of service answers: a resolver that caches asks again within the second that the
+/// store's changes take to reach the servers.
+const SERVICE_TTL: u32 = 1;
+/// The largest reply sent: DNS over UDP without EDNS.
+const MAX_REPLY: usize = 512;
+/// How many characters of the container id name an endpoint (`ID.NAME.service.berth`).
+const ENDPOINT_LABEL_LEN: usize = 12;
 /// Largest UDP query read; DNS over UDP without EDNS is at most 512 bytes.
 const MAX_QUERY: usize = 1500;
-/// How often the server thread looks at its stop flag.
+/// How many threads serve one socket.
+const SERVER_THREADS: usize = 1;
+/// How often the server threads look at their stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
 /// The names one network's containers answer to. Names are case-insensitive; a query may
@@ -82,10 +110,261 @@ impl Zone {
     }
 }
 
+/// One endpoint of a service, as DNS answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceEndpoint {
+    /// The container's address; `None` (host or no network) gives no A record.
+    pub address: Option<Ipv4Addr>,
+    /// The service's port in the container; `None` gives no SRV record.
+    pub port: Option<u16>,
+}
+
+/// The services in the store, as DNS answers them: service name → container id →
+/// endpoint, under one domain (`service.berth`). The daemon keeps one, fed by a watch of
+/// the store, shared by all of its DNS servers ([`SharedServices`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Services {
+    /// Lowercase, without a trailing dot; empty: no service names at all.
+    domain: String,
+    services: HashMap<String, BTreeMap<String, ServiceEndpoint>>,
+}
+
+/// The service table the daemon's watch writes and its DNS servers read.
+pub type SharedServices = Arc<RwLock<Services>>;
+
+/// What a name under the services' domain is.
+enum ServiceName<'a> {
+    /// Nothing by that name: NXDOMAIN.
+    Missing,
+    /// The domain itself: it exists, with no records.
+    Apex,
+    /// `NAME.D`: A and SRV records.
+    Service(&'a str, &'a BTreeMap<String, ServiceEndpoint>),
+    /// `_NAME._tcp.D`: SRV records.
+    Srv(&'a str, &'a BTreeMap<String, ServiceEndpoint>),
+    /// `ID.NAME.D`: the A records of the endpoints whose id starts with ID.
+    Endpoint(Vec<&'a ServiceEndpoint>),
+}
+
+/// The label that names an endpoint: the first 12 characters of its container id, if they
+/// make a DNS label.
+fn endpoint_label(id: &str) -> Option<&str> {
+    let label = id.get(..ENDPOINT_LABEL_LEN).unwrap_or(id);
+    let valid = !label.is_empty()
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then_some(label)
+}
+
+impl Services {
+    /// An empty table of the services under `domain` (e.g. `service.berth`).
+    pub fn new(domain: &str) -> Self {
+        Self {
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            services: HashMap::new(),
+        }
+    }
+
+    /// This table behind the lock its readers and its writer share.
+    pub fn shared(self) -> SharedServices {
+        Arc::new(RwLock::new(self))
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Adds (or replaces) container `id`'s endpoint in `service`.
+    pub fn insert(&mut self, service: &str, id: &str, endpoint: ServiceEndpoint) {
+        self.services
+            .entry(service.to_ascii_lowercase())
+            .or_default()
+            .insert(id.to_ascii_lowercase(), endpoint);
+    }
+
+    /// Removes container `id`'s endpoint from `service`; a service left without endpoints
+    /// is gone.
+    pub fn remove(&mut self, service: &str, id: &str) {
+        let service = service.to_ascii_lowercase();
+        if let Some(endpoints) = self.services.get_mut(&service) {
+            endpoints.remove(&id.to_ascii_lowercase());
+            if endpoints.is_empty() {
+                self.services.remove(&service);
+            }
+        }
+    }
+
+    /// The endpoints of `service`, by container id.
+    pub fn endpoints(&self, service: &str) -> Option<&BTreeMap<String, ServiceEndpoint>> {
+        self.services.get(&service.to_ascii_lowercase())
+    }
+
+    /// How many services have endpoints.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// What `name` (lowercase, without a trailing dot) is, if it is under the domain.
+    fn lookup(&self, name: &str) -> Option<ServiceName<'_>> {
+        if self.domain.is_empty() {
+            return None;
+        }
+        if name == self.domain {
+            return Some(ServiceName::Apex);
+        }
+        let rest = name.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
+        let service = |name: &str| self.services.get_key_value(name);
+        let found = match rest.split('.').collect::<Vec<_>>()[..] {
+            [name] => service(name).map(|(n, e)| ServiceName::Service(n, e)),
+            [srv, "_tcp"] => srv
+                .strip_prefix('_')
+                .and_then(service)
+                .map(|(n, e)| ServiceName::Srv(n, e)),
+            [label, name] => service(name).and_then(|(_, endpoints)| {
+                let matching: Vec<_> = endpoints
+                    .iter()
+                    .filter(|(id, _)| endpoint_label(id) == Some(label))
+                    .map(|(_, e)| e)
+                    .collect();
+                (!matching.is_empty()).then_some(ServiceName::Endpoint(matching))
+            }),
+            _ => None,
+        };
+        Some(found.unwrap_or(ServiceName::Missing))
+    }
+}
+
+fn a_record<'a>(name: Name<'a>, ttl: u32, ip: Ipv4Addr) -> ResourceRecord<'a> {
+    ResourceRecord::new(
+        name,
+        CLASS::IN,
+        ttl,
+        RData::A(A {
+            address: u32::from(ip),
+        }),
+    )
+}
+
+/// `items` rotated by `by` places: successive queries start at different endpoints.
+fn rotated<T>(mut items: Vec<T>, by: u16) -> Vec<T> {
+    if !items.is_empty() {
+        let n = usize::from(by) % items.len();
+        items.rotate_left(n);
+    }
+    items
+}
+
+/// A records of `qname` for the distinct addresses of `endpoints`, rotated.
+fn service_a_records<'a, 'e>(
+    qname: &Name<'a>,
+    endpoints: impl Iterator<Item = &'e ServiceEndpoint>,
+    rotate: u16,
+) -> Vec<ResourceRecord<'a>> {
+    let mut ips: Vec<Ipv4Addr> = Vec::new();
+    for ip in endpoints.filter_map(|e| e.address) {
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    rotated(ips, rotate)
+        .into_iter()
+        .map(|ip| a_record(qname.clone(), SERVICE_TTL, ip))
+        .collect()
+}
+
+/// SRV records of `qname` for the endpoints with an address and a port (answers), and the
+/// A records of their targets (additional section).
+fn service_srv_records<'a>(
+    qname: &Name<'a>,
+    service: &str,
+    domain: &str,
+    endpoints: &BTreeMap<String, ServiceEndpoint>,
+    rotate: u16,
+    answers: &mut Vec<ResourceRecord<'a>>,
+    additional: &mut Vec<ResourceRecord<'a>>,
+) {
+    let targets: Vec<_> = endpoints
+        .iter()
+        .filter_map(|(id, e)| Some((endpoint_label(id)?, e.address?, e.port?)))
+        .collect();
+    for (label, ip, port) in rotated(targets, rotate) {
+        let target = Name::new_unchecked(&format!("{label}.{service}.{domain}")).into_owned();
+        answers.push(ResourceRecord::new(
+            qname.clone(),
+            CLASS::IN,
+            SERVICE_TTL,
+            RData::SRV(SRV {
+                priority: 0,
+                weight: 1,
+                port,
+                target: target.clone(),
+            }),
+        ));
+        additional.push(a_record(target, SERVICE_TTL, ip));
+    }
+}
+
+/// The records of a service name for one question (the answer's, the additional section's).
+fn service_records<'a>(
+    found: &ServiceName<'_>,
+    domain: &str,
+    qname: &Name<'a>,
+    qtype: QTYPE,
+    rotate: u16,
+) -> (Vec<ResourceRecord<'a>>, Vec<ResourceRecord<'a>>) {
+    let wants = |t: TYPE| qtype == QTYPE::ANY || qtype == QTYPE::TYPE(t);
+    let mut answers = Vec::new();
+    let mut additional = Vec::new();
+    match found {
+        ServiceName::Missing | ServiceName::Apex => {}
+        ServiceName::Service(service, endpoints) => {
+            if wants(TYPE::A) {
+                answers.extend(service_a_records(qname, endpoints.values(), rotate));
+            }
+            if wants(TYPE::SRV) {
+                service_srv_records(
+                    qname,
+                    service,
+                    domain,
+                    endpoints,
+                    rotate,
+                    &mut answers,
+                    &mut additional,
+                );
+            }
+        }
+        ServiceName::Srv(service, endpoints) => {
+            if wants(TYPE::SRV) {
+                service_srv_records(
+                    qname,
+                    service,
+                    domain,
+                    endpoints,
+                    rotate,
+                    &mut answers,
+                    &mut additional,
+                );
+            }
+        }
+        ServiceName::Endpoint(endpoints) => {
+            if wants(TYPE::A) {
+                answers.extend(service_a_records(qname, endpoints.iter().copied(), rotate));
+            }
+        }
+    }
+    (answers, additional)
+}
+
 /// The reply to a DNS query, or `None` for a packet that gets no reply (unparsable, or
-/// itself a response). Known names answer their A records (no records for other types);
-/// unknown names are NXDOMAIN; anything but a standard IN query is NOTIMP.
-pub fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
+/// itself a response). Service names (under `services`' domain) answer as the module says;
+/// other known names answer their A records (no records for other types); unknown names
+/// are NXDOMAIN; anything but a standard IN query is NOTIMP.
+pub fn answer(query: &[u8], zone: &Zone, services: &Services) -> Option<Vec<u8>> {
     let query = Packet::parse(query).ok()?;
     if query.has_flags(PacketFlag::RESPONSE) {
         return None;
@@ -102,18 +381,30 @@ pub fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
             rcode = RCODE::NotImplemented;
             continue;
         }
-        match zone.lookup(&question.qname.to_string()) {
+        let name = question.qname.to_string();
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(found) = services.lookup(&name) {
+            if matches!(found, ServiceName::Missing) {
+                rcode = RCODE::NameError;
+            }
+            let (answers, additional) = service_records(
+                &found,
+                &services.domain,
+                &question.qname,
+                question.qtype,
+                query.id(),
+            );
+            reply.answers.extend(answers);
+            reply.additional_records.extend(additional);
+            continue;
+        }
+        match zone.lookup(&name) {
             Some(ips) => {
                 if matches!(question.qtype, QTYPE::TYPE(TYPE::A) | QTYPE::ANY) {
                     for ip in ips {
-                        reply.answers.push(ResourceRecord::new(
-                            question.qname.clone(),
-                            CLASS::IN,
-                            TTL,
-                            RData::A(A {
-                                address: u32::from(*ip),
-                            }),
-                        ));
+                        reply
+                            .answers
+                            .push(a_record(question.qname.clone(), TTL, *ip));
                     }
                 }
             }
@@ -121,21 +412,55 @@ pub fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
         }
     }
     *reply.rcode_mut() = rcode;
-    reply.build_bytes_vec().ok()
+    within_limit(reply)
 }
 
-/// A DNS server answering from a [`Zone`] on one UDP socket until dropped.
+/// `reply`'s bytes in at most [`MAX_REPLY`]: compressed if need be, then without its
+/// additional section, then with as many answers as fit (a client that wants the targets
+/// of trimmed SRV records asks for their A records).
+fn within_limit(mut reply: Packet<'_>) -> Option<Vec<u8>> {
+    let bytes = reply.build_bytes_vec().ok()?;
+    if bytes.len() <= MAX_REPLY {
+        return Some(bytes);
+    }
+    let bytes = reply.build_bytes_vec_compressed().ok()?;
+    if bytes.len() <= MAX_REPLY {
+        return Some(bytes);
+    }
+    reply.additional_records.clear();
+    loop {
+        let bytes = reply.build_bytes_vec_compressed().ok()?;
+        if bytes.len() <= MAX_REPLY || reply.answers.is_empty() {
+            return Some(bytes);
+        }
+        let fit = reply.answers.len() * MAX_REPLY / bytes.len();
+        reply.answers.truncate(fit.min(reply.answers.len() - 1));
+    }
+}
+
+/// A DNS server answering from a [`Zone`] and a service table on one UDP socket until
+/// dropped.
 #[derive(Debug)]
 pub struct DnsServer {
     addr: SocketAddrV4,
     zone: Arc<RwLock<Zone>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl DnsServer {
-    /// Binds `addr` (port 0 picks one) and starts serving `zone`.
+    /// Binds `addr` (port 0 picks one) and starts serving `zone`, without services.
     pub fn bind(addr: SocketAddrV4, zone: Zone) -> io::Result<Self> {
+        Self::bind_with_services(addr, zone, Services::default().shared())
+    }
+
+    /// Binds `addr` (port 0 picks one) and starts serving `zone` and `services` (read at
+    /// every query, so the writer's changes are seen at once).
+    pub fn bind_with_services(
+        addr: SocketAddrV4,
+        zone: Zone,
+        services: SharedServices,
+    ) -> io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(POLL))?;
         let addr = match socket.local_addr()? {
@@ -144,18 +469,27 @@ impl DnsServer {
         };
         let zone = Arc::new(RwLock::new(zone));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (zone, stop) = (Arc::clone(&zone), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name(format!("dns-{addr}"))
-                .spawn(move || serve(&socket, &zone, &stop))?
-        };
-        Ok(Self {
+        let mut server = Self {
             addr,
             zone,
             stop,
-            thread: Some(thread),
-        })
+            threads: Vec::new(),
+        };
+        let socket = Arc::new(socket);
+        for n in 0..SERVER_THREADS {
+            let (socket, zone, services, stop) = (
+                Arc::clone(&socket),
+                Arc::clone(&server.zone),
+                Arc::clone(&services),
+                Arc::clone(&server.stop),
+            );
+            // On an error, the threads already started are stopped by the drop.
+            let thread = std::thread::Builder::new()
+                .name(format!("dns-{n}-{addr}"))
+                .spawn(move || serve(&socket, &zone, &services, &stop))?;
+            server.threads.push(thread);
+        }
+        Ok(server)
     }
 
     /// The address served.
@@ -170,7 +504,7 @@ impl DnsServer {
     }
 }
 
-fn serve(socket: &UdpSocket, zone: &RwLock<Zone>, stop: &AtomicBool) {
+fn serve(socket: &UdpSocket, zone: &RwLock<Zone>, services: &RwLock<Services>, stop: &AtomicBool) {
     let mut buf = [0u8; MAX_QUERY];
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
@@ -190,7 +524,8 @@ fn serve(socket: &UdpSocket, zone: &RwLock<Zone>, stop: &AtomicBool) {
         };
         let reply = {
             let zone = zone.read().unwrap_or_else(|p| p.into_inner());
-            answer(&buf[..n], &zone)
+            let services = services.read().unwrap_or_else(|p| p.into_inner());
+            answer(&buf[..n], &zone, &services)
         };
         if let Some(reply) = reply
             && let Err(e) = socket.send_to(&reply, from)
@@ -203,8 +538,8 @@ fn serve(socket: &UdpSocket, zone: &RwLock<Zone>, stop: &AtomicBool) {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            // The thread only loops on the socket; a panic there has been logged already.
+        for thread in self.threads.drain(..) {
+            // The threads only loop on the socket; a panic there has been logged already.
             let _ = thread.join();
         }
     }
@@ -212,11 +547,20 @@ impl Drop for DnsServer {
 
 /// A query for `name`'s A record, for clients and tests.
 pub fn a_query(id: u16, name: &str) -> Option<Vec<u8>> {
+    query(id, name, TYPE::A)
+}
+
+/// A query for `name`'s SRV records, for clients and tests.
+pub fn srv_query(id: u16, name: &str) -> Option<Vec<u8>> {
+    query(id, name, TYPE::SRV)
+}
+
+fn query(id: u16, name: &str, qtype: TYPE) -> Option<Vec<u8>> {
     let mut query = Packet::new_query(id);
     query.set_flags(PacketFlag::RECURSION_DESIRED);
     query.questions.push(simple_dns::Question::new(
-        simple_dns::Name::new(name).ok()?,
-        QTYPE::TYPE(TYPE::A),
+        Name::new(name).ok()?,
+        QTYPE::TYPE(qtype),
         QCLASS::CLASS(CLASS::IN),
         false,
     ));
@@ -225,16 +569,46 @@ pub fn a_query(id: u16, name: &str) -> Option<Vec<u8>> {
 
 /// The rcode and A records of a reply, for clients and tests.
 pub fn parse_a_reply(reply: &[u8]) -> Option<(u16, u8, Vec<Ipv4Addr>)> {
+    let reply = parse_reply(reply)?;
+    Some((reply.id, reply.rcode, reply.a))
+}
+
+/// A reply as clients and tests look at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub id: u16,
+    pub rcode: u8,
+    /// The A records of the answer section.
+    pub a: Vec<Ipv4Addr>,
+    /// The SRV records of the answer section: (port, target).
+    pub srv: Vec<(u16, String)>,
+    /// The A records of the additional section: (name, address).
+    pub additional: Vec<(String, Ipv4Addr)>,
+}
+
+/// Parses a reply; `None` for a packet that is not DNS.
+pub fn parse_reply(reply: &[u8]) -> Option<Reply> {
     let packet = Packet::parse(reply).ok()?;
-    let ips = packet
-        .answers
-        .iter()
-        .filter_map(|rr| match &rr.rdata {
-            RData::A(a) => Some(Ipv4Addr::from(a.address)),
-            _ => None,
-        })
-        .collect();
-    Some((packet.id(), packet.rcode() as u8, ips))
+    let mut parsed = Reply {
+        id: packet.id(),
+        rcode: packet.rcode() as u8,
+        ..Reply::default()
+    };
+    for rr in &packet.answers {
+        match &rr.rdata {
+            RData::A(a) => parsed.a.push(Ipv4Addr::from(a.address)),
+            RData::SRV(srv) => parsed.srv.push((srv.port, srv.target.to_string())),
+            _ => {}
+        }
+    }
+    for rr in &packet.additional_records {
+        if let RData::A(a) = &rr.rdata {
+            parsed
+                .additional
+                .push((rr.name.to_string(), Ipv4Addr::from(a.address)));
+        }
+    }
+    Some(parsed)
 }
 
 #[cfg(test)]
@@ -250,7 +624,12 @@ mod tests {
     }
 
     fn ask(zone: &Zone, name: &str) -> (u16, u8, Vec<Ipv4Addr>) {
-        let reply = answer(&a_query(7, name).expect("query"), zone).expect("reply");
+        let reply = answer(
+            &a_query(7, name).expect("query"),
+            zone,
+            &Services::default(),
+        )
+        .expect("reply");
         parse_a_reply(&reply).expect("parse")
     }
 
@@ -286,9 +665,10 @@ mod tests {
 
     #[test]
     fn garbage_and_responses_get_no_reply() {
-        assert_eq!(answer(b"\x00\x01garbage", &zone()), None);
-        let reply = answer(&a_query(1, "web").expect("query"), &zone()).expect("reply");
-        assert_eq!(answer(&reply, &zone()), None);
+        let none = Services::default();
+        assert_eq!(answer(b"\x00\x01garbage", &zone(), &none), None);
+        let reply = answer(&a_query(1, "web").expect("query"), &zone(), &none).expect("reply");
+        assert_eq!(answer(&reply, &zone(), &none), None);
     }
 
     #[test]
@@ -310,5 +690,206 @@ mod tests {
         assert_eq!(ask("db").2, [Ipv4Addr::new(10, 88, 0, 3)]);
         server.update(|z| z.insert("cache", Ipv4Addr::new(10, 88, 0, 4)));
         assert_eq!(ask("cache").2, [Ipv4Addr::new(10, 88, 0, 4)]);
+    }
+
+    const WEB1: &str = "aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111";
+    const WEB2: &str = "bbbbbbbbbbbb2222222222222222222222222222222222222222222222222222";
+    const HOSTNET: &str = "cccccccccccc3333333333333333333333333333333333333333333333333333";
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 88, 1, last)
+    }
+
+    /// `web`: two endpoints with an address and a port and one on the host's network;
+    /// `worker`: one endpoint without a port; `hostonly`: only a host-network endpoint.
+    fn services() -> Services {
+        let mut services = Services::new("service.berth");
+        let endpoint = |address, port| ServiceEndpoint { address, port };
+        services.insert("web", WEB1, endpoint(Some(ip(1)), Some(8080)));
+        services.insert("web", WEB2, endpoint(Some(ip(2)), Some(8081)));
+        services.insert("web", HOSTNET, endpoint(None, Some(9000)));
+        services.insert("worker", WEB1, endpoint(Some(ip(1)), None));
+        services.insert("hostonly", HOSTNET, endpoint(None, Some(80)));
+        services
+    }
+
+    fn ask_services(services: &Services, query: &[u8]) -> Reply {
+        parse_reply(&answer(query, &zone(), services).expect("reply")).expect("parse")
+    }
+
+    fn a(services: &Services, name: &str) -> Reply {
+        ask_services(services, &a_query(7, name).expect("query"))
+    }
+
+    fn srv(services: &Services, name: &str) -> Reply {
+        ask_services(services, &srv_query(7, name).expect("query"))
+    }
+
+    fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+        items.sort();
+        items
+    }
+
+    #[test]
+    fn a_service_answers_the_addresses_of_its_endpoints_in_any_case_with_a_short_ttl() {
+        let services = services();
+        for name in [
+            "web.service.berth",
+            "WEB.Service.Berth",
+            "web.service.berth.",
+        ] {
+            let reply = a(&services, name);
+            assert_eq!(reply.rcode, RCODE::NoError as u8, "{name}");
+            assert_eq!(sorted(reply.a), [ip(1), ip(2)], "{name}");
+        }
+        let bytes = answer(
+            &a_query(3, "web.service.berth").expect("query"),
+            &zone(),
+            &services,
+        )
+        .expect("reply");
+        let packet = Packet::parse(&bytes).expect("parse");
+        assert!(packet.has_flags(PacketFlag::AUTHORITATIVE_ANSWER));
+        assert!(packet.answers.iter().all(|rr| rr.ttl == SERVICE_TTL));
+        // The zone's domain (`berth`) does not swallow the service's, and the container
+        // named `web` keeps its own address.
+        assert_eq!(a(&services, "web").a, [Ipv4Addr::new(10, 88, 0, 2)]);
+        assert_eq!(a(&services, "web.berth").a, [Ipv4Addr::new(10, 88, 0, 2)]);
+    }
+
+    #[test]
+    fn successive_queries_start_at_different_endpoints() {
+        let services = services();
+        let first = |id| {
+            let reply = ask_services(&services, &a_query(id, "web.service.berth").expect("query"));
+            reply.a[0]
+        };
+        assert_ne!(first(0), first(1));
+    }
+
+    #[test]
+    fn srv_records_name_each_endpoint_with_its_port_and_its_address_alongside() {
+        let services = services();
+        let expected = vec![
+            (8080, "aaaaaaaaaaaa.web.service.berth".to_owned()),
+            (8081, "bbbbbbbbbbbb.web.service.berth".to_owned()),
+        ];
+        let additional = vec![
+            ("aaaaaaaaaaaa.web.service.berth".to_owned(), ip(1)),
+            ("bbbbbbbbbbbb.web.service.berth".to_owned(), ip(2)),
+        ];
+        for name in [
+            "_web._tcp.service.berth",
+            "web.service.berth",
+            "_WEB._TCP.service.berth.",
+        ] {
+            let reply = srv(&services, name);
+            assert_eq!(reply.rcode, RCODE::NoError as u8, "{name}");
+            assert_eq!(sorted(reply.srv), expected, "{name}");
+            assert_eq!(sorted(reply.additional), additional, "{name}");
+            assert!(reply.a.is_empty(), "{name}");
+        }
+        // A target resolves to its endpoint alone.
+        assert_eq!(a(&services, "bbbbbbbbbbbb.web.service.berth").a, [ip(2)]);
+        // Without a port there is no SRV record, but the name exists.
+        let reply = srv(&services, "_worker._tcp.service.berth");
+        assert_eq!((reply.rcode, reply.srv), (RCODE::NoError as u8, vec![]));
+        assert_eq!(a(&services, "worker.service.berth").a, [ip(1)]);
+    }
+
+    #[test]
+    fn unknown_services_are_nxdomain_and_addressless_ones_nodata() {
+        let mut services = services();
+        let nx = RCODE::NameError as u8;
+        for name in [
+            "db.service.berth",
+            "_db._tcp.service.berth",
+            "_web._udp.service.berth",
+            "dddddddddddd.web.service.berth",
+            "x.y.web.service.berth",
+            "web.service.berth.berth",
+            "web.service",
+        ] {
+            assert_eq!(a(&services, name).rcode, nx, "{name}");
+        }
+        // A host-network endpoint has no address: the name exists with no A record.
+        let reply = a(&services, "hostonly.service.berth");
+        assert_eq!((reply.rcode, reply.a), (RCODE::NoError as u8, vec![]));
+        assert_eq!(
+            a(&services, "_web._tcp.service.berth").rcode,
+            RCODE::NoError as u8
+        );
+        // A service whose last endpoint leaves is gone.
+        services.remove("worker", WEB1);
+        assert_eq!(a(&services, "worker.service.berth").rcode, nx);
+        assert_eq!(services.endpoints("worker"), None);
+        services.remove("web", WEB1);
+        assert_eq!(a(&services, "web.service.berth").a, [ip(2)]);
+        // Without a services domain, nothing is a service.
+        assert_eq!(
+            ask_services(
+                &Services::default(),
+                &a_query(1, "web.service.berth").expect("q")
+            )
+            .rcode,
+            nx
+        );
+    }
+
+    #[test]
+    fn a_service_with_more_endpoints_than_fit_answers_a_subset_within_512_bytes() {
+        let mut services = Services::new("service.berth");
+        for i in 0..200u8 {
+            let id = format!("{i:012x}{}", "0".repeat(52));
+            let endpoint = ServiceEndpoint {
+                address: Some(Ipv4Addr::new(10, 88, 2, i)),
+                port: Some(80),
+            };
+            services.insert("big", &id, endpoint);
+        }
+        // About 30 A records fit, and 9 SRV records (their targets are not compressed).
+        for (query, least) in [
+            (a_query(1, "big.service.berth").expect("query"), 25),
+            (srv_query(1, "_big._tcp.service.berth").expect("query"), 8),
+        ] {
+            let bytes = answer(&query, &zone(), &services).expect("reply");
+            assert!(bytes.len() <= MAX_REPLY, "{} bytes", bytes.len());
+            let reply = parse_reply(&bytes).expect("parse");
+            assert!(reply.a.len() + reply.srv.len() >= least, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn the_server_sees_service_changes_at_once() {
+        let services = Services::new("service.berth").shared();
+        let server = DnsServer::bind_with_services(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            zone(),
+            Arc::clone(&services),
+        )
+        .expect("bind");
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let ask = |name: &str| {
+            client
+                .send_to(&a_query(9, name).expect("query"), server.local_addr())
+                .expect("send");
+            let mut buf = [0u8; 512];
+            let n = client.recv(&mut buf).expect("reply");
+            parse_reply(&buf[..n]).expect("parse")
+        };
+        assert_eq!(ask("api.service.berth").rcode, RCODE::NameError as u8);
+        services.write().expect("lock").insert(
+            "api",
+            WEB1,
+            ServiceEndpoint {
+                address: Some(ip(7)),
+                port: None,
+            },
+        );
+        assert_eq!(ask("api.service.berth").a, [ip(7)]);
+        assert_eq!(ask("db").a, [Ipv4Addr::new(10, 88, 0, 3)]);
     }
 }

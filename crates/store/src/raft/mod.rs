@@ -23,9 +23,9 @@ pub use types::{Raft, Response, TypeConfig};
 
 use std::time::Duration;
 
-/// A snapshot is built after this many applied entries; the log before it is then purged,
-/// keeping [`LOGS_KEPT_AFTER_SNAPSHOT`] entries for lagging followers.
-pub const SNAPSHOT_EVERY: u64 = 10_000;
+/// A snapshot is built after `--snapshot-count` applied entries; the log before it is then
+/// purged, keeping a tenth of that (at most [`LOGS_KEPT_AFTER_SNAPSHOT`]) for lagging
+/// followers; one further behind is sent the snapshot.
 pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 
 /// Bytes of a snapshot sent in one InstallSnapshot RPC.
@@ -37,7 +37,7 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// last heard a leader (its leader lease), so the maximum bounds failover: with etcd's
 /// `[t, 2t)` a kill -9 of the leader took 3.3–3.9 s here against etcd's 1–2 s.
 /// A one-member cluster elects itself at once and never waits for them.
-pub fn raft_config(heartbeat_ms: u64, election_ms: u64) -> openraft::Config {
+pub fn raft_config(heartbeat_ms: u64, election_ms: u64, snapshot_count: u64) -> openraft::Config {
     openraft::Config {
         cluster_name: "berth-store".to_owned(),
         heartbeat_interval: heartbeat_ms,
@@ -45,8 +45,8 @@ pub fn raft_config(heartbeat_ms: u64, election_ms: u64) -> openraft::Config {
         election_timeout_max: election_ms * 3 / 2,
         install_snapshot_timeout: election_ms.max(1000) * 5,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_count.max(1)),
+        max_in_snapshot_log_to_keep: (snapshot_count / 10).min(LOGS_KEPT_AFTER_SNAPSHOT),
         ..openraft::Config::default()
     }
 }

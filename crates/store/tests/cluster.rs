@@ -78,7 +78,7 @@ fn member_config(dir: &Path, i: usize, client: u16, peer: u16, initial: &str) ->
     config.listen_client_urls = vec![format!("http://127.0.0.1:{client}")];
     config.advertise_client_urls = config.listen_client_urls.clone();
     config.heartbeat_interval_ms = 50;
-    config.election_timeout_ms = 300;
+    config.election_timeout_ms = 500;
     let peer_url = format!("http://127.0.0.1:{peer}");
     config.cluster = Some(ClusterConfig {
         initial_cluster: ClusterConfig::parse_initial_cluster(initial).unwrap(),
@@ -168,7 +168,12 @@ async fn put(endpoint: &str, key: &str) -> i64 {
 /// Every acknowledged key is on member `endpoint`, at its revision.
 async fn check_all(endpoint: &str, acked: &[(String, i64)]) {
     let mut c = client(endpoint).await;
-    c.get("sync", None).await.expect("linearizable read");
+    // A linearizable read first (retried: it fails while an election is under way).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = c.get("sync", None).await {
+        assert!(Instant::now() < deadline, "linearizable read on {endpoint}: {e}");
+        sleep(Duration::from_millis(100)).await;
+    }
     for (key, rev) in acked {
         let r = c
             .get(key.as_str(), Some(GetOptions::new().with_serializable()))

@@ -203,7 +203,7 @@ impl Cluster {
                 if list
                     .members()
                     .iter()
-                    .any(|m| m.peer_urls().iter().any(|u| *u == new_peer))
+                    .any(|m| m.peer_urls().contains(&new_peer))
                 {
                     // An earlier try was refused to the client but made.
                     return Ok(list.members().to_vec());
@@ -211,7 +211,7 @@ impl Cluster {
                 if let Some(old) = list
                     .members()
                     .iter()
-                    .find(|m| m.peer_urls().iter().any(|u| *u == old_peer))
+                    .find(|m| m.peer_urls().contains(&old_peer))
                 {
                     client.member_remove(old.id()).await?;
                 }
@@ -233,7 +233,7 @@ impl Cluster {
         let initial_cluster = members
             .iter()
             .flat_map(|m| {
-                let name = if m.peer_urls().iter().any(|u| *u == new_peer) {
+                let name = if m.peer_urls().contains(&new_peer) {
                     name.clone()
                 } else {
                     m.name().to_owned()

@@ -171,7 +171,10 @@ async fn check_all(endpoint: &str, acked: &[(String, i64)]) {
     // A linearizable read first (retried: it fails while an election is under way).
     let deadline = Instant::now() + Duration::from_secs(20);
     while let Err(e) = c.get("sync", None).await {
-        assert!(Instant::now() < deadline, "linearizable read on {endpoint}: {e}");
+        assert!(
+            Instant::now() < deadline,
+            "linearizable read on {endpoint}: {e}"
+        );
         sleep(Duration::from_millis(100)).await;
     }
     for (key, rev) in acked {

@@ -22,9 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Ports: client 42<k>0+i, peer 42<k>5+i (k = 1 for etcd, 2 for berth).
-client_url() { echo "http://127.0.0.1:42${1}$((0 + $2))"; }
-peer_url() { echo "http://127.0.0.1:42${1}$((5 + $2))"; }
+# Ports: client 42k0i, peer 42k5i (k = 1 for etcd, 2 for berth; i = 0..2).
+client_url() { echo "http://127.0.0.1:42${1}0${2}"; }
+peer_url() { echo "http://127.0.0.1:42${1}5${2}"; }
 
 start_member() { # kind k i
 	local kind=$1 k=$2 i=$3 initial="" j
@@ -60,14 +60,7 @@ wait_healthy() { # k
 }
 
 # The index (0-2) of the member every member names as leader.
-leader_index() {
-	ETCDCTL_API=3 etcdctl --endpoints "$1" endpoint status -w json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-leaders = {m["Status"]["leader"] for m in s}
-assert len(leaders) == 1, leaders
-print([m["Status"]["header"]["member_id"] for m in s].index(leaders.pop()))'
-}
+leader_index() { "$GEN" leader "$1"; }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -76,7 +69,8 @@ bench_kind() { # kind k
 	eps=$(endpoints "$k")
 	for i in 0 1 2; do start_member "$kind" "$k" "$i"; done
 	wait_healthy "$eps"
-	"$GEN" cluster "$eps" >"$WORK/$kind.txt"
+	"$GEN" cluster "$eps" >"$WORK/$kind.txt" 2>"$WORK/$kind-retries.txt"
+	echo "$kind: $(cat "$WORK/$kind-retries.txt") (operations refused and retried)" >&2
 	: >"$WORK/$kind-failover.txt"
 	for _ in $(seq 1 "$REPS"); do
 		wait_healthy "$eps"

@@ -76,8 +76,13 @@ pub struct Globals {
 }
 
 fn main() -> ExitCode {
-    restore_sigpipe();
     let cli = Cli::parse();
+    // The servers keep Rust's ignored SIGPIPE: a write to a connection its peer reset (tokio
+    // writes with writev, which has no MSG_NOSIGNAL) must be an EPIPE error, not the end of
+    // the store (it killed cluster members mid-scenario, issue #7).
+    if !matches!(cli.command, Command::Store(_) | Command::Daemon(_)) {
+        restore_sigpipe();
+    }
     // The supervisor's and exec shim's stderr become a container process's stderr in the
     // processes libcontainer clones from them, so they log nothing through tracing
     // (docs/adr/0013).
@@ -131,7 +136,7 @@ pub(crate) fn render(err: &anyhow::Error) -> String {
 /// Rust ignores SIGPIPE, which turns `berth image ls | head` into a "Broken pipe" error.
 /// Restore the default so berth ends quietly like other Unix tools.
 fn restore_sigpipe() {
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // SAFETY: called at the start of main, before any thread exists; SIG_DFL is a valid
     // disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);

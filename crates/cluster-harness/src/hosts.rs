@@ -290,6 +290,11 @@ impl Hosts {
         Ok(())
     }
 
+    /// How host `i`'s process ended, if it ended by itself (not killed by the harness).
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.procs.get_mut(i)?.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// Whether host `i` has a process that has not been killed by the harness.
     pub fn is_running(&self, i: usize) -> bool {
         self.procs.get(i).is_some_and(Option::is_some)

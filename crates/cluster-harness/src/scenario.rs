@@ -34,6 +34,8 @@ pub struct MemberSpec {
     pub initial_cluster: String,
     /// Unique per cluster.
     pub cluster_token: String,
+    /// `new` (a member of the first cluster) or `existing` (added at run time).
+    pub initial_cluster_state: String,
     pub data_dir: PathBuf,
 }
 
@@ -72,7 +74,7 @@ impl MemberCommand for Etcd {
             "--initial-cluster-token",
             &m.cluster_token,
             "--initial-cluster-state",
-            "new",
+            &m.initial_cluster_state,
             "--logger",
             "zap",
         ]
@@ -135,6 +137,8 @@ pub struct Cluster {
     pub hosts: Hosts,
     /// Member i's client URL.
     pub endpoints: Vec<String>,
+    /// How member i was last started.
+    pub specs: Vec<MemberSpec>,
 }
 
 impl Cluster {
@@ -155,14 +159,102 @@ impl Cluster {
                 peer_url: url(i, 2380),
                 initial_cluster: initial_cluster.clone(),
                 cluster_token: hosts.netns(0),
+                initial_cluster_state: "new".to_owned(),
                 data_dir: hosts.data_dir(i),
             })
             .collect();
         for spec in &specs {
             hosts.start(spec.index, &command.argv(spec))?;
         }
-        let endpoints = specs.into_iter().map(|s| s.client_url).collect();
-        Ok(Cluster { hosts, endpoints })
+        let endpoints = specs.iter().map(|s| s.client_url.clone()).collect();
+        Ok(Cluster {
+            hosts,
+            endpoints,
+            specs,
+        })
+    }
+
+    /// Replaces member `i` by a fresh one on the same host, as an operator replaces a lost
+    /// machine: `member remove` of it (asked of another member), kill -9, its data directory
+    /// deleted, `member add` of a new peer URL (`peer_port`), and the new member started on an
+    /// empty directory with `--initial-cluster-state existing` and the `--initial-cluster` the
+    /// cluster now lists. Its client URL is the old one, so the load's clients go on using it.
+    pub async fn replace_member(
+        &mut self,
+        i: usize,
+        peer_port: u16,
+        command: &dyn MemberCommand,
+    ) -> Result<(), ScenarioError> {
+        let others: Vec<String> = (0..self.endpoints.len())
+            .filter(|&j| j != i)
+            .map(|j| self.endpoints[j].clone())
+            .collect();
+        let old_peer = self.specs[i].peer_url.clone();
+        let new_peer = format!("http://{}:{peer_port}", self.hosts.addr(i));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let not_ready = |what: &str, e: &dyn std::fmt::Display| {
+            ScenarioError::NotReady(format!("replacing member {i}: {what}: {e}"))
+        };
+        // Retried until the cluster accepts: a change may be refused during an election.
+        let members = loop {
+            let tried = async {
+                let mut client = connect(&others, Duration::from_secs(2)).await?;
+                let list = client.member_list().await?;
+                if list
+                    .members()
+                    .iter()
+                    .any(|m| m.peer_urls().contains(&new_peer))
+                {
+                    // An earlier try was refused to the client but made.
+                    return Ok(list.members().to_vec());
+                }
+                if let Some(old) = list
+                    .members()
+                    .iter()
+                    .find(|m| m.peer_urls().contains(&old_peer))
+                {
+                    client.member_remove(old.id()).await?;
+                }
+                let added = client.member_add([new_peer.clone()], None).await?;
+                Ok::<_, etcd_client::Error>(added.member_list().to_vec())
+            };
+            match tried.await {
+                Ok(members) => break members,
+                Err(e) if Instant::now() > deadline => return Err(not_ready("member add", &e)),
+                Err(_) => sleep(Duration::from_millis(300)).await,
+            }
+        };
+        if self.hosts.is_running(i) {
+            self.hosts.kill9(i)?;
+        }
+        let data_dir = self.hosts.data_dir(i);
+        std::fs::remove_dir_all(&data_dir).map_err(|e| not_ready("delete the data dir", &e))?;
+        let name = format!("n{i}r");
+        let initial_cluster = members
+            .iter()
+            .flat_map(|m| {
+                let name = if m.peer_urls().contains(&new_peer) {
+                    name.clone()
+                } else {
+                    m.name().to_owned()
+                };
+                m.peer_urls()
+                    .iter()
+                    .map(move |u| format!("{name}={u}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let spec = MemberSpec {
+            name,
+            peer_url: new_peer,
+            initial_cluster,
+            initial_cluster_state: "existing".to_owned(),
+            ..self.specs[i].clone()
+        };
+        self.hosts.start(i, &command.argv(&spec))?;
+        self.specs[i] = spec;
+        Ok(())
     }
 
     /// Waits until every running member answers and a write through each succeeds.

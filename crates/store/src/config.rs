@@ -10,6 +10,9 @@ use crate::error::StoreError;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// etcd's default `--quota-backend-bytes`: 2 GiB.
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Applied entries between raft snapshots (etcd 3.4's default is 100,000; berth's snapshot is
+/// its in-memory state, cheap to build, so it snapshots more often and keeps a shorter log).
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
 /// Room etcd's gRPC server allows above the request limit, so the limit's own error is sent.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -76,6 +79,9 @@ pub struct Config {
     /// etcd's `--election-timeout` (ms): a follower hearing no leader for this long (randomised
     /// up to twice it) starts an election.
     pub election_timeout_ms: u64,
+    /// etcd's `--snapshot-count`: applied entries between raft snapshots; the log before a
+    /// snapshot is then purged but for a tail kept for lagging members.
+    pub snapshot_count: u64,
     /// The cluster this member belongs to; `None` is a one-member store with no peer port.
     pub cluster: Option<ClusterConfig>,
 }
@@ -197,6 +203,7 @@ impl Config {
             auto_compaction: AutoCompaction::Off,
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             cluster: None,
         }
     }

@@ -1,6 +1,8 @@
 //! A 3-member store on loopback, in one process (issue #7): writes through any member are seen
 //! by all, a stopped leader is replaced and loses no acknowledged write, and a restarted
-//! member catches up to the same HashKV.
+//! member catches up to the same HashKV. Membership changes at run time are made with
+//! Debian's `etcdctl` (ADR 0703): a learner added, caught up from a snapshot (the log was
+//! compacted), promoted; the leader removed; etcd's refusals.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -68,6 +70,26 @@ impl Member {
     }
 }
 
+/// The configuration of member `i` at `client`/`peer` ports in `initial` (etcd's
+/// `--initial-cluster`).
+fn member_config(dir: &Path, i: usize, client: u16, peer: u16, initial: &str) -> Config {
+    let mut config = Config::new(PathBuf::from(dir).join(format!("n{i}")));
+    config.name = format!("n{i}");
+    config.listen_client_urls = vec![format!("http://127.0.0.1:{client}")];
+    config.advertise_client_urls = config.listen_client_urls.clone();
+    config.heartbeat_interval_ms = 50;
+    config.election_timeout_ms = 500;
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    config.cluster = Some(ClusterConfig {
+        initial_cluster: ClusterConfig::parse_initial_cluster(initial).unwrap(),
+        state: ClusterState::New,
+        token: "cluster-test".into(),
+        listen_peer_urls: vec![peer_url.clone()],
+        advertise_peer_urls: vec![peer_url],
+    });
+    config
+}
+
 fn cluster(dir: &Path) -> Vec<Member> {
     let ports: Vec<(u16, u16)> = (0..MEMBERS).map(|_| (free_port(), free_port())).collect();
     let initial = ports
@@ -79,25 +101,9 @@ fn cluster(dir: &Path) -> Vec<Member> {
     ports
         .iter()
         .enumerate()
-        .map(|(i, (client, peer))| {
-            let mut config = Config::new(PathBuf::from(dir).join(format!("n{i}")));
-            config.name = format!("n{i}");
-            config.listen_client_urls = vec![format!("http://127.0.0.1:{client}")];
-            config.advertise_client_urls = config.listen_client_urls.clone();
-            config.heartbeat_interval_ms = 50;
-            config.election_timeout_ms = 300;
-            let peer_url = format!("http://127.0.0.1:{peer}");
-            config.cluster = Some(ClusterConfig {
-                initial_cluster: ClusterConfig::parse_initial_cluster(&initial).unwrap(),
-                state: ClusterState::New,
-                token: "cluster-test".into(),
-                listen_peer_urls: vec![peer_url.clone()],
-                advertise_peer_urls: vec![peer_url],
-            });
-            Member {
-                config,
-                running: None,
-            }
+        .map(|(i, (client, peer))| Member {
+            config: member_config(dir, i, *client, *peer, &initial),
+            running: None,
         })
         .collect()
 }
@@ -130,15 +136,15 @@ async fn leader(members: &[Member]) -> usize {
             if let Ok(mut c) = Client::connect([m.endpoint()], None).await
                 && let Ok(status) = c.status().await
             {
-                seen.push((i, status.leader(), status.header().map(|h| h.member_id())));
+                seen.push((status.leader(), status.header().map(|h| h.member_id()), i));
             }
         }
         let running = members.iter().filter(|m| m.running.is_some()).count();
         if seen.len() == running
-            && let Some(&(_, id, _)) = seen.first()
+            && let Some(&(id, _, _)) = seen.first()
             && id != 0
-            && seen.iter().all(|(_, l, _)| *l == id)
-            && let Some(&(i, _, _)) = seen.iter().find(|(_, _, me)| *me == Some(id))
+            && seen.iter().all(|(l, _, _)| *l == id)
+            && let Some(&(_, _, i)) = seen.iter().find(|(_, me, _)| *me == Some(id))
         {
             return i;
         }
@@ -163,7 +169,15 @@ async fn put(endpoint: &str, key: &str) -> i64 {
 /// Every acknowledged key is on member `endpoint`, at its revision.
 async fn check_all(endpoint: &str, acked: &[(String, i64)]) {
     let mut c = client(endpoint).await;
-    c.get("sync", None).await.expect("linearizable read");
+    // A linearizable read first (retried: it fails while an election is under way).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = c.get("sync", None).await {
+        assert!(
+            Instant::now() < deadline,
+            "linearizable read on {endpoint}: {e}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
     for (key, rev) in acked {
         let r = c
             .get(key.as_str(), Some(GetOptions::new().with_serializable()))
@@ -230,6 +244,184 @@ async fn three_members_replicate_survive_the_leader_and_converge_after_restart()
     }
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
     for m in &mut members {
+        m.stop().await;
+    }
+}
+
+/// Runs Debian's etcdctl (API v3) against `endpoint`: its exit status and stdout + stderr.
+async fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .output()
+        .await
+        .expect("etcdctl runs (Debian's etcd-client)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// etcdctl's `member list`: (id in hex, name, peer URL, is learner) of each member.
+async fn member_list(endpoint: &str) -> Vec<(String, String, String, bool)> {
+    let (ok, text) = etcdctl(endpoint, &["member", "list"]).await;
+    assert!(ok, "member list: {text}");
+    text.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(", ").collect();
+            assert_eq!(f.len(), 6, "member list line {line:?}");
+            (f[0].into(), f[2].into(), f[3].into(), f[5] == "true")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_adds_a_learner_that_catches_up_from_a_snapshot_promotes_it_and_removes_the_leader()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(dir.path());
+    for m in &mut members {
+        // A snapshot every 20 entries: the log the new member needs is purged.
+        m.config.snapshot_count = 20;
+        m.start();
+    }
+    let first = leader(&members).await;
+    let mut acked = Vec::new();
+    for i in 0..60 {
+        let key = format!("k/{i}");
+        let via = members[i % MEMBERS].endpoint();
+        acked.push((key.clone(), put(&via, &key).await));
+    }
+    // Asked of a follower: the change is handed to the leader.
+    let ask = members[(first + 1) % MEMBERS].endpoint();
+
+    // etcd's refusals, with etcd's messages.
+    let taken = members[0]
+        .config
+        .cluster
+        .as_ref()
+        .unwrap()
+        .peer_url()
+        .to_owned();
+    let (ok, text) = etcdctl(
+        &ask,
+        &["member", "add", "dup", &format!("--peer-urls={taken}")],
+    )
+    .await;
+    assert!(
+        !ok && text.contains("etcdserver: Peer URLs already exists"),
+        "{text}"
+    );
+    let (ok, text) = etcdctl(&ask, &["member", "remove", "1234abcd"]).await;
+    assert!(
+        !ok && text.contains("etcdserver: member not found"),
+        "{text}"
+    );
+    let voter = member_list(&ask).await[0].0.clone();
+    let (ok, text) = etcdctl(&ask, &["member", "promote", &voter]).await;
+    assert!(
+        !ok && text.contains("etcdserver: can only promote a learner member"),
+        "{text}"
+    );
+
+    // A learner is added; etcdctl prints the flags to start it with.
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let (ok, text) = etcdctl(
+        &ask,
+        &[
+            "member",
+            "add",
+            "n3",
+            &format!("--peer-urls={peer_url}"),
+            "--learner",
+        ],
+    )
+    .await;
+    assert!(ok, "member add: {text}");
+    let initial = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {text}"))
+        .to_owned();
+    assert!(initial.contains(&format!("n3={peer_url}")), "{initial}");
+    assert!(
+        text.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{text}"
+    );
+    let list = member_list(&ask).await;
+    assert_eq!(list.len(), MEMBERS + 1);
+    let new_id = list
+        .iter()
+        .find(|m| m.2 == peer_url)
+        .map(|m| m.0.clone())
+        .expect("the learner is listed");
+    assert!(
+        list.iter().any(|m| m.2 == peer_url && m.3),
+        "listed as learner: {list:?}"
+    );
+
+    // Not started yet, so not in sync: promoting it is refused as etcd does.
+    let (ok, text) = etcdctl(&ask, &["member", "promote", &new_id]).await;
+    assert!(
+        !ok && text.contains("can only promote a learner member which is in sync with leader"),
+        "{text}"
+    );
+
+    // Started on an empty directory with the flags etcdctl printed, it catches up.
+    let mut config = member_config(dir.path(), MEMBERS, client_port, peer_port, &initial);
+    config.snapshot_count = 20;
+    config.cluster.as_mut().unwrap().state = ClusterState::Existing;
+    members.push(Member {
+        config,
+        running: None,
+    });
+    members[MEMBERS].start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, text) = etcdctl(&ask, &["member", "promote", &new_id]).await;
+        if ok {
+            assert!(text.contains("promoted"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never promoted: {text}");
+        sleep(Duration::from_millis(200)).await;
+    }
+    let list = member_list(&members[MEMBERS].endpoint()).await;
+    assert_eq!(list.len(), MEMBERS + 1);
+    assert!(list.iter().all(|m| !m.3), "no learner left: {list:?}");
+    assert!(list.iter().any(|m| m.1 == "n3"), "{list:?}");
+    check_all(&members[MEMBERS].endpoint(), &acked).await;
+
+    // The leader is removed: the others elect a new one and go on.
+    let leader_id = format!(
+        "{:x}",
+        members[first].config.cluster.as_ref().unwrap().own_id()
+    );
+    let (ok, text) = etcdctl(&ask, &["member", "remove", &leader_id]).await;
+    assert!(ok && text.contains("removed"), "member remove: {text}");
+    members[first].stop().await;
+    let list = member_list(&ask).await;
+    assert_eq!(list.len(), MEMBERS, "{list:?}");
+    assert!(list.iter().all(|m| m.0 != leader_id), "{list:?}");
+    let second = leader(&members).await;
+    assert_ne!(second, first);
+    let revision = put(&members[MEMBERS].endpoint(), "k/last").await;
+    acked.push(("k/last".into(), revision));
+    let mut hashes = Vec::new();
+    for m in members.iter().filter(|m| m.running.is_some()) {
+        check_all(&m.endpoint(), &acked).await;
+        let mut c = client(&m.endpoint()).await;
+        hashes.push(c.hash_kv(revision).await.expect("hash kv").hash());
+    }
+    assert_eq!(hashes.len(), MEMBERS);
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    for m in members.iter_mut().filter(|m| m.running.is_some()) {
         m.stop().await;
     }
 }

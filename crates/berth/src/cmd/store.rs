@@ -7,7 +7,7 @@ use anyhow::Context;
 use berth_store::Config;
 use berth_store::config::{
     AutoCompaction, ClusterConfig, ClusterState, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_QUOTA_BACKEND_BYTES,
+    DEFAULT_QUOTA_BACKEND_BYTES, DEFAULT_SNAPSHOT_COUNT,
 };
 use clap::Args;
 
@@ -39,6 +39,9 @@ pub struct StoreArgs {
     /// How much history auto-compaction keeps; 0 turns it off.
     #[arg(long, default_value = "0")]
     auto_compaction_retention: String,
+    /// Applied entries between raft snapshots; the log before a snapshot is then purged.
+    #[arg(long, default_value_t = DEFAULT_SNAPSHOT_COUNT)]
+    snapshot_count: u64,
     #[command(flatten)]
     peer: PeerArgs,
 }
@@ -118,6 +121,10 @@ impl StoreArgs {
         config.listen_client_urls = self.listen_client_urls;
         config.max_request_bytes = self.max_request_bytes;
         config.quota_backend_bytes = self.quota_backend_bytes;
+        if self.snapshot_count == 0 {
+            anyhow::bail!("--snapshot-count must be at least 1");
+        }
+        config.snapshot_count = self.snapshot_count;
         config.auto_compaction =
             AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
                 .map_err(anyhow::Error::msg)

@@ -84,7 +84,17 @@ fn dropping_the_hosts_removes_processes_namespaces_links_and_data() {
     }
     drop(hosts);
     assert!(!netns_exists(&names[0]) && !netns_exists(&names[1]));
-    assert!(!link_exists(&format!("{tag}b")) && !link_exists(&format!("{tag}v0")));
+    assert!(!link_exists(&format!("{tag}b")));
+    // A veth goes with its namespace, but the kernel removes it a moment later (a work queue
+    // does it), longer on a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while link_exists(&format!("{tag}v0")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tag}v0 outlived its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!dir.exists());
 }
 

@@ -10,9 +10,9 @@ use berth_cluster_harness::scenario::{Berth, Cluster, Etcd, MemberCommand, PREFI
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Members per cluster.
+/// Members per cluster, unless a scenario says otherwise.
 pub const MEMBERS: usize = 3;
-/// Recording clients per scenario; client i talks to member i % MEMBERS only.
+/// Recording clients per scenario; client i talks to member i % members only.
 pub const CLIENTS: usize = 4;
 /// Each request's time limit; past it the outcome is unknown.
 pub const REQUEST_LIMIT: Duration = Duration::from_secs(1);
@@ -42,14 +42,18 @@ fn berth_binary() -> std::path::PathBuf {
     binary
 }
 
-pub async fn start_cluster(store: Store) -> Cluster {
-    let command: Box<dyn MemberCommand> = match store {
+/// How `store`'s members are started.
+pub fn command(store: Store) -> Box<dyn MemberCommand> {
+    match store {
         Store::Etcd => Box::new(Etcd),
         Store::Berth => Box::new(Berth {
             binary: berth_binary(),
         }),
-    };
-    let cluster = Cluster::start(MEMBERS, command.as_ref()).expect("start members");
+    }
+}
+
+pub async fn start_cluster(store: Store, members: usize) -> Cluster {
+    let cluster = Cluster::start(members, command(store).as_ref()).expect("start members");
     cluster
         .wait_ready(Duration::from_secs(60))
         .await
@@ -70,8 +74,10 @@ impl Load {
         let keys: Vec<String> = (0..4).map(|k| format!("{PREFIX}k{k}")).collect();
         let deadline = Instant::now() + length;
         let mut tasks = Vec::new();
-        for id in 0..CLIENTS {
-            let endpoint = [cluster.endpoints[id % MEMBERS].clone()];
+        let members = cluster.endpoints.len();
+        let clients = CLIENTS.max(members);
+        for id in 0..clients {
+            let endpoint = [cluster.endpoints[id % members].clone()];
             let mut client =
                 RecordingClient::connect(id, &endpoint, history.clone(), clock, REQUEST_LIMIT)
                     .await

@@ -3,6 +3,7 @@
 //! machine adapter, which applies them, commits their state and publishes them here. Only then
 //! are clients answered and watch events sent. Reads see only applied (hence durable) revisions.
 
+mod members;
 mod proposer;
 mod tasks;
 
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::apply::{Applied, ApplyOutput, Command, StateMachine, WriteSet};
 use crate::backend::Backend;
-use crate::config::{ClusterState, Config, listen_addr};
+use crate::config::{ClusterConfig, ClusterState, Config, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::lease::LeaseClock;
 use crate::mvcc::KeyRange;
@@ -29,6 +30,7 @@ use crate::watch::{History, WatchHub};
 
 const FORWARD_TIMEOUT: Duration = crate::peer::FORWARD_TIMEOUT;
 
+pub use members::{MemberChange, MemberChanged, MemberError};
 pub use proposer::{MAX_BATCH, MAX_BATCH_BYTES};
 pub use tasks::spawn_background;
 
@@ -212,6 +214,8 @@ pub struct Node {
     /// Stops the peer server.
     peer_stop: watch::Sender<bool>,
     peer_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Membership changes are made one at a time.
+    membership_lock: tokio::sync::Mutex<()>,
     pub config: Config,
     /// This member's id: its raft node id.
     pub member_id: u64,
@@ -265,18 +269,24 @@ impl Node {
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
-        let ids = config
-            .cluster
-            .as_ref()
-            .map(|cluster| (cluster.own_id(), cluster.cluster_id()));
+        let peers = Peers::default();
+        let ids = match &config.cluster {
+            Some(cluster) => Some((
+                cluster.own_id(),
+                cluster_id_of(&config, cluster, &peers).await,
+            )),
+            None => None,
+        };
         let (shared, loaded) = Shared::load(backend, config.quota_backend_bytes, ids)?;
         let sm = StateMachineStore::new(Arc::clone(&shared), loaded.raft_applied.as_deref())?;
-        let raft_config =
-            raft::raft_config(config.heartbeat_interval_ms, config.election_timeout_ms)
-                .validate()
-                .map_err(|e| raft_error("configuring", &e))?;
+        let raft_config = raft::raft_config(
+            config.heartbeat_interval_ms,
+            config.election_timeout_ms,
+            config.snapshot_count,
+        )
+        .validate()
+        .map_err(|e| raft_error("configuring", &e))?;
         let (member_id, cluster_id) = (loaded.member_id, loaded.cluster_id);
-        let peers = Peers::default();
         let network = PeerNetwork::new(peers.clone());
         let raft = Raft::new(member_id, Arc::new(raft_config), network, log, sm)
             .await
@@ -294,6 +304,7 @@ impl Node {
             peers,
             peer_stop,
             peer_tasks: Mutex::new(Vec::new()),
+            membership_lock: tokio::sync::Mutex::new(()),
             config,
             member_id,
             cluster_id,
@@ -637,6 +648,54 @@ impl Node {
         let view = StateView { state: &state };
         self.shared.hub.watch(stream, id, spec, &view, tx)
     }
+}
+
+/// The file in the data directory that keeps the cluster id a joining member adopted.
+const CLUSTER_ID_FILE: &str = "cluster-id";
+/// How long a joining member tries to learn the cluster's id from the other members.
+const JOIN_DESCRIBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The cluster's id. Members of `--initial-cluster-state new` derive it from their flags
+/// (ADR 0702). A member that joins (`existing`) adopts the id the running members report and
+/// keeps it in its data directory, since its own `--initial-cluster` lists other members than
+/// the first ones did; if none answers it falls back to deriving it (only response headers
+/// carry it), and asks again on its next start.
+async fn cluster_id_of(config: &Config, cluster: &ClusterConfig, peers: &Peers) -> u64 {
+    if cluster.state == ClusterState::New {
+        return cluster.cluster_id();
+    }
+    let path = config.data_dir.join(CLUSTER_ID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(id) = u64::from_str_radix(text.trim(), 16)
+    {
+        return id;
+    }
+    let own = cluster.peer_url().trim_end_matches('/').to_owned();
+    let others: Vec<String> = cluster
+        .initial_cluster
+        .iter()
+        .map(|(_, url)| url.clone())
+        .filter(|url| url.trim_end_matches('/') != own)
+        .collect();
+    let deadline = Instant::now() + JOIN_DESCRIBE_LIMIT;
+    while Instant::now() < deadline {
+        for url in &others {
+            if let Some(reply) = peers.describe(url, DESCRIBE_LIMIT).await
+                && reply.cluster_id != 0
+            {
+                let text = format!("{:016x}\n", reply.cluster_id);
+                if let Err(err) = std::fs::write(&path, text) {
+                    tracing::warn!(%err, path = %path.display(), "cannot keep the cluster id");
+                }
+                return reply.cluster_id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!(
+        "no member of --initial-cluster told its cluster id; deriving it from the flags"
+    );
+    cluster.cluster_id()
 }
 
 fn raft_error(during: &'static str, err: &dyn std::fmt::Display) -> StoreError {

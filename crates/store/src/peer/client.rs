@@ -20,6 +20,7 @@ use super::proto::peer_client::PeerClient;
 use super::{MAX_PEER_MESSAGE, proto, wire};
 use crate::apply::{ApplyOutput, Command};
 use crate::error::EtcdError;
+use crate::node::{MemberChange, MemberChanged};
 use crate::raft::TypeConfig;
 use crate::raft::codec;
 
@@ -97,6 +98,32 @@ impl Peers {
             .await
             .map_err(forward_error)?;
         Ok(reply.into_inner().ttl)
+    }
+
+    /// Hands a membership change to the leader at `url`. Its refusals (etcd's member errors)
+    /// are passed on as it sent them; a failure to reach it is "leader changed".
+    pub async fn change_members(
+        &self,
+        url: &str,
+        change: &MemberChange,
+    ) -> Result<MemberChanged, tonic::Status> {
+        let mut client = self
+            .client(url)
+            .map_err(|_| tonic::Status::from(EtcdError::NoLeader))?;
+        let reply = client
+            .change_members(request(wire::member_change(change), FORWARD_TIMEOUT))
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::NotFound
+                | tonic::Code::FailedPrecondition
+                | tonic::Code::InvalidArgument => status,
+                _ => forward_error(status).into(),
+            })?
+            .into_inner();
+        Ok(MemberChanged {
+            id: reply.id,
+            index: reply.index,
+        })
     }
 
     /// The name and client URLs the member at `url` reports, if it answers within `limit`.

@@ -112,6 +112,20 @@ impl Peer for PeerService {
         Ok(Response::new(proto::DescribeReply {
             name: self.node.config.name.clone(),
             client_urls: self.node.config.advertise_client_urls.clone(),
+            cluster_id: self.node.cluster_id,
+        }))
+    }
+
+    async fn change_members(
+        &self,
+        request: Request<proto::ChangeMembersRequest>,
+    ) -> Result<Response<proto::ChangeMembersReply>, Status> {
+        let change = wire::member_change_back(request.get_ref())?;
+        // Answered by this member only, as a forwarded write.
+        let changed = self.node.change_members_as_leader(change).await?;
+        Ok(Response::new(proto::ChangeMembersReply {
+            id: changed.id,
+            index: changed.index,
         }))
     }
 }

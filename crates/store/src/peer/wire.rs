@@ -7,8 +7,51 @@ use openraft::raft::{
 
 use super::proto;
 use super::proto::append_entries_reply::Outcome;
+use crate::node::MemberChange;
 use crate::raft::TypeConfig;
 use crate::raft::codec::{self, DecodeError};
+
+pub fn member_change(change: &MemberChange) -> proto::ChangeMembersRequest {
+    use proto::change_members_request::Kind;
+    let mut msg = proto::ChangeMembersRequest::default();
+    match change {
+        MemberChange::Add {
+            peer_url,
+            is_learner,
+        } => {
+            msg.set_kind(Kind::Add);
+            msg.peer_url.clone_from(peer_url);
+            msg.is_learner = *is_learner;
+        }
+        MemberChange::Remove { id } => {
+            msg.set_kind(Kind::Remove);
+            msg.id = *id;
+        }
+        MemberChange::Promote { id } => {
+            msg.set_kind(Kind::Promote);
+            msg.id = *id;
+        }
+    }
+    msg
+}
+
+pub fn member_change_back(
+    msg: &proto::ChangeMembersRequest,
+) -> Result<MemberChange, tonic::Status> {
+    use proto::change_members_request::Kind;
+    match Kind::try_from(msg.kind) {
+        Ok(Kind::Add) => Ok(MemberChange::Add {
+            peer_url: msg.peer_url.clone(),
+            is_learner: msg.is_learner,
+        }),
+        Ok(Kind::Remove) => Ok(MemberChange::Remove { id: msg.id }),
+        Ok(Kind::Promote) => Ok(MemberChange::Promote { id: msg.id }),
+        Err(_) => Err(tonic::Status::invalid_argument(format!(
+            "unknown membership change kind {}",
+            msg.kind
+        ))),
+    }
+}
 
 pub fn append_request(rpc: &AppendEntriesRequest<TypeConfig>) -> proto::AppendEntriesRequest {
     proto::AppendEntriesRequest {

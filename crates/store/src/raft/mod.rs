@@ -23,30 +23,34 @@ pub use types::{Raft, Response, TypeConfig};
 
 use std::time::Duration;
 
-/// A snapshot is built after this many applied entries; the log before it is then purged,
-/// keeping [`LOGS_KEPT_AFTER_SNAPSHOT`] entries for lagging followers.
-pub const SNAPSHOT_EVERY: u64 = 10_000;
+/// A snapshot is built after `--snapshot-count` applied entries; the log before it is then
+/// purged, keeping a tenth of that (at most [`LOGS_KEPT_AFTER_SNAPSHOT`]) for lagging
+/// followers; one further behind is sent the snapshot.
 pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 
 /// Bytes of a snapshot sent in one InstallSnapshot RPC.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// openraft's configuration for the store: etcd's `--heartbeat-interval` and
-/// `--election-timeout` (defaults 100 ms and 1 s; the timeout is randomised up to 1.5 times
-/// it). openraft 0.9 also makes a follower refuse votes for `election_timeout_max` after it
-/// last heard a leader (its leader lease), so the maximum bounds failover: with etcd's
-/// `[t, 2t)` a kill -9 of the leader took 3.3–3.9 s here against etcd's 1–2 s.
+/// `--election-timeout` `t` (defaults 100 ms and 1 s).
+///
+/// openraft 0.9 makes a follower of a known leader wait `election_timeout_max` (its leader
+/// lease, during which it also refuses votes) plus a random time in
+/// `[election_timeout_min, election_timeout_max)` after it last heard the leader before it
+/// stands. With min = 0.4t and max = 0.6t that is `[t, 1.2t)`: a new leader is elected about
+/// as soon as etcd's fastest (`[t, 2t)`), where taking etcd's `[t, 2t)` as openraft's bounds
+/// made it `[3t, 4t)` (ADR 0702). A member with no known leader stands after `[0.4t, 0.6t)`.
 /// A one-member cluster elects itself at once and never waits for them.
-pub fn raft_config(heartbeat_ms: u64, election_ms: u64) -> openraft::Config {
+pub fn raft_config(heartbeat_ms: u64, election_ms: u64, snapshot_count: u64) -> openraft::Config {
     openraft::Config {
         cluster_name: "berth-store".to_owned(),
         heartbeat_interval: heartbeat_ms,
-        election_timeout_min: election_ms,
-        election_timeout_max: election_ms * 3 / 2,
+        election_timeout_min: election_ms * 2 / 5,
+        election_timeout_max: election_ms * 3 / 5,
         install_snapshot_timeout: election_ms.max(1000) * 5,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_count.max(1)),
+        max_in_snapshot_log_to_keep: (snapshot_count / 10).min(LOGS_KEPT_AFTER_SNAPSHOT),
         ..openraft::Config::default()
     }
 }

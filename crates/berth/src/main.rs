@@ -75,6 +75,15 @@ pub struct Globals {
 
 fn main() -> ExitCode {
     restore_sigpipe();
+    // Called as `berth-nat` (a symlink in a CNI plugin directory): berth's own CNI plugin,
+    // speaking the CNI protocol on its environment, stdin and stdout (docs/adr/0502).
+    if std::env::args_os()
+        .next()
+        .and_then(|arg0| PathBuf::from(arg0).file_name().map(|n| n.to_owned()))
+        .is_some_and(|name| name == berth_net::cni::nat::PLUGIN)
+    {
+        return ExitCode::from(u8::try_from(berth_net::cni::nat::main_from_env()).unwrap_or(1));
+    }
     let cli = Cli::parse();
     // The supervisor's and exec shim's stderr become a container process's stderr in the
     // processes libcontainer clones from them, so they log nothing through tracing

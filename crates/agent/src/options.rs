@@ -178,16 +178,17 @@ pub fn parse_create(request: &CreateRequest) -> Result<ParsedCreate> {
     })
 }
 
-/// `NetworkMode`, `PortBindings`, `Ip` and `NetworkAliases`: `none` (absent) and `host` go
-/// to the runtime; `bridge` (the default network) or a network's name is a bridged network
-/// the daemon sets up. Ports, addresses and aliases need a bridged network.
+/// `NetworkMode`, `PortBindings`, `Ip` and `NetworkAliases`: `none` and `host` go to the
+/// runtime; `bridge` (the default network, also when absent, as docker's API) or a
+/// network's name is a bridged network the daemon sets up. Ports, addresses and aliases
+/// need a bridged network.
 fn parse_network(
     host: &berth_client::api::HostConfig,
     options: &mut RunOptions,
 ) -> Result<Option<BridgeRequest>> {
     let network = match host.network_mode.as_deref() {
-        None | Some("none" | "host") => None,
-        Some("bridge" | "default") => Some(berth_net::NetworkName::default_network()),
+        Some("none" | "host") => None,
+        None | Some("bridge" | "default") => Some(berth_net::NetworkName::default_network()),
         Some(name) => Some(
             name.parse::<berth_net::NetworkName>()
                 .map_err(|e| bad("NetworkMode")(e.to_string()))?,
@@ -283,6 +284,19 @@ mod tests {
             host_config,
             ..CreateRequest::default()
         }
+    }
+
+    #[test]
+    fn a_create_without_network_mode_is_bridged_as_in_dockers_api() {
+        let parsed = parse_create(&request(HostConfig::default())).unwrap();
+        let bridge = parsed.bridge.expect("bridged by default");
+        assert_eq!(bridge.network, berth_net::NetworkName::default_network());
+        let none = parse_create(&request(HostConfig {
+            network_mode: Some("none".into()),
+            ..HostConfig::default()
+        }))
+        .unwrap();
+        assert!(none.bridge.is_none());
     }
 
     #[test]

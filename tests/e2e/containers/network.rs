@@ -57,6 +57,29 @@ pub(super) fn bridge_ports(daemon: &Daemon) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The bridge's ports once no veth is left on it, or after ten seconds: a removed
+/// container's veth goes with its namespace, which the kernel destroys in the background
+/// (docs/adr/0502-nftables-nat-plugin.md).
+fn bridge_ports_settled(daemon: &Daemon) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ports = bridge_ports(daemon);
+        if ports.trim().is_empty() || std::time::Instant::now() > deadline {
+            return ports;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// berth-nat's nftables table, as `nft list` prints it (empty when it does not exist).
+pub(super) fn nat_table() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Leases of every network (host-local's files other than its cursor and lock), as
 /// `network/ip`.
 pub(super) fn leases(daemon: &Daemon) -> Vec<String> {
@@ -103,7 +126,7 @@ pub(super) fn subnet_prefix(cidr: &str) -> String {
 
 /// Asserts that the daemon's networks hold nothing of any container: no pinned namespace,
 /// no record, no lease, no veth on its bridge, no iptables rule naming one of `ids` or an
-/// address of its subnets.
+/// address of its subnets, no nft chain or DNAT of one in berth-nat's table.
 pub(super) fn assert_no_network_state(daemon: &Daemon, ids: &[String], subnets: &[String]) {
     let netns = daemon.root().join("run/netns");
     let pinned: Vec<_> = std::fs::read_dir(&netns)
@@ -122,7 +145,11 @@ pub(super) fn assert_no_network_state(daemon: &Daemon, ids: &[String], subnets: 
         .collect();
     assert!(records.is_empty(), "attachment records left: {records:?}");
     assert_eq!(leases(daemon), Vec::<String>::new(), "leases left");
-    assert_eq!(bridge_ports(daemon).trim(), "", "veths left on the bridge");
+    assert_eq!(
+        bridge_ports_settled(daemon).trim(),
+        "",
+        "veths left on the bridge"
+    );
     let rules = iptables_rules();
     let prefixes: Vec<String> = subnets.iter().map(|s| subnet_prefix(s)).collect();
     let left: Vec<&str> = rules
@@ -133,6 +160,20 @@ pub(super) fn assert_no_network_state(daemon: &Daemon, ids: &[String], subnets: 
         })
         .collect();
     assert!(left.is_empty(), "iptables rules left: {left:#?}");
+    // berth-nat's table keeps the network's own elements (its bridge and subnet) while the
+    // network exists; nothing of a container may be left: no chain named after it, no DNAT
+    // to an address of the subnets.
+    let table = nat_table();
+    let left: Vec<&str> = table
+        .lines()
+        .filter(|line| {
+            ids.iter().any(|id| line.contains(id.as_str()))
+                || prefixes
+                    .iter()
+                    .any(|p| line.contains(&format!("dnat to {p}")))
+        })
+        .collect();
+    assert!(left.is_empty(), "nft rules left: {left:#?}");
 }
 
 pub(super) fn assert_no_network_left(daemon: &Daemon, id: &str) {
@@ -145,7 +186,11 @@ pub(super) fn assert_no_network_left(daemon: &Daemon, id: &str) {
         "attachment records left"
     );
     assert_eq!(leases(daemon), Vec::<String>::new(), "leases left");
-    assert_eq!(bridge_ports(daemon).trim(), "", "veths left on the bridge");
+    assert_eq!(
+        bridge_ports_settled(daemon).trim(),
+        "",
+        "veths left on the bridge"
+    );
 }
 
 #[test]

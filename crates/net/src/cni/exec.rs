@@ -64,6 +64,28 @@ impl CniExec for PluginExec {
         invocation: &Invocation,
         config: &[u8],
     ) -> Result<Vec<u8>, CniError> {
+        let started = Instant::now();
+        let answer = self.run(plugin, command, invocation, config);
+        tracing::debug!(
+            plugin,
+            %command,
+            container = %invocation.container_id,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ok = answer.is_ok(),
+            "CNI plugin ran"
+        );
+        answer
+    }
+}
+
+impl PluginExec {
+    fn run(
+        &self,
+        plugin: &str,
+        command: Command,
+        invocation: &Invocation,
+        config: &[u8],
+    ) -> Result<Vec<u8>, CniError> {
         if plugin == super::nat::PLUGIN {
             // berth's own plugin runs in process: the same code the `berth-nat` binary runs,
             // without an exec of the berth binary for every ADD and DEL.

@@ -372,6 +372,7 @@ mod tests {
             ),
             (
                 HostConfig {
+                    network_mode: Some("none".into()),
                     port_bindings: vec!["8080:80".into()],
                     ..HostConfig::default()
                 },

@@ -106,46 +106,19 @@ impl<E: CniExec> Networks<E> {
         Ok(path)
     }
 
-    /// Removes the container's namespace and detaches it from every network.
+    /// Detaches the container from every network and removes its namespace.
     ///
-    /// On networks of berth's own chain the namespace is unpinned first, so their DEL runs
-    /// without one (CNI allows it): the bridge plugin then only releases the address, and
-    /// the container's veth goes with the namespace, which the kernel destroys in the
-    /// background once its last user (the container's processes, gone by now) is. Deleting
-    /// the veth from inside the namespace instead waits for the kernel's network device
-    /// teardown, the slowest step of a DEL (docs/adr/0502-nftables-nat-plugin.md). Other
-    /// chains (the bridge plugin's `ipMasq` undoes its rules only with the namespace) are
-    /// detached while it still exists.
+    /// DEL runs while the namespace still exists, so the bridge plugin deletes the veth
+    /// itself. (Unpinning first and letting the veth go with the namespace is faster, but
+    /// anything still holding the namespace, a socket made in it for one, then keeps the
+    /// veth and its address on the bridge after the lease is released: ADR 0502.)
     pub fn remove_sandbox(&self, container: &ContainerId) -> Result<(), NetError> {
-        let (later, now): (Vec<Record>, Vec<Record>) = self
-            .records
-            .of(container)?
-            .into_iter()
-            .partition(|r| self.del_needs_no_netns(&r.network));
-        for record in now {
-            self.detach(container, &record.network)?;
-        }
-        netns::remove(&self.netns_path(container))?;
-        for record in later {
+        for record in self.records.of(container)? {
             self.detach(container, &record.network)?;
         }
         // No lock: nothing else writes this container's records while it is removed.
-        self.records.remove_leftovers(container)
-    }
-
-    /// Whether `network`'s chain is berth's own (`bridge` without `ipMasq`, `berth-nat`),
-    /// whose DEL needs no namespace.
-    fn del_needs_no_netns(&self, network: &NetworkName) -> bool {
-        let Ok(conflist) = self.store.conflist(network) else {
-            return false;
-        };
-        conflist["plugins"].as_array().is_some_and(|plugins| {
-            plugins.iter().all(|p| match p["type"].as_str() {
-                Some("bridge") => p["ipMasq"] != Value::Bool(true),
-                Some(t) => t == crate::cni::nat::PLUGIN,
-                None => false,
-            })
-        })
+        self.records.remove_leftovers(container)?;
+        netns::remove(&self.netns_path(container))
     }
 
     /// Attaches a container's sandbox to `network`: an address (`options.ip` or the next

@@ -57,20 +57,6 @@ pub(super) fn bridge_ports(daemon: &Daemon) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The bridge's ports once no veth is left on it, or after ten seconds: a removed
-/// container's veth goes with its namespace, which the kernel destroys in the background
-/// (docs/adr/0502-nftables-nat-plugin.md).
-fn bridge_ports_settled(daemon: &Daemon) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let ports = bridge_ports(daemon);
-        if ports.trim().is_empty() || std::time::Instant::now() > deadline {
-            return ports;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// berth-nat's nftables table, as `nft list` prints it (empty when it does not exist).
 pub(super) fn nat_table() -> String {
     let out = std::process::Command::new("nft")
@@ -145,11 +131,7 @@ pub(super) fn assert_no_network_state(daemon: &Daemon, ids: &[String], subnets: 
         .collect();
     assert!(records.is_empty(), "attachment records left: {records:?}");
     assert_eq!(leases(daemon), Vec::<String>::new(), "leases left");
-    assert_eq!(
-        bridge_ports_settled(daemon).trim(),
-        "",
-        "veths left on the bridge"
-    );
+    assert_eq!(bridge_ports(daemon).trim(), "", "veths left on the bridge");
     let rules = iptables_rules();
     let prefixes: Vec<String> = subnets.iter().map(|s| subnet_prefix(s)).collect();
     let left: Vec<&str> = rules
@@ -186,11 +168,7 @@ pub(super) fn assert_no_network_left(daemon: &Daemon, id: &str) {
         "attachment records left"
     );
     assert_eq!(leases(daemon), Vec::<String>::new(), "leases left");
-    assert_eq!(
-        bridge_ports_settled(daemon).trim(),
-        "",
-        "veths left on the bridge"
-    );
+    assert_eq!(bridge_ports(daemon).trim(), "", "veths left on the bridge");
 }
 
 #[test]

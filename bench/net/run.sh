@@ -91,7 +91,9 @@ tar -C "$rootfs" -c . | "${podman_cmd[@]}" import --quiet - "$image" >/dev/null
 
 "$berth" --root "$broot" image import-rootfs "$rootfs" --name "$image" >/dev/null
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$berth" --root "$broot" daemon --run-dir "$broot/run" --store-listen "http://127.0.0.1:$port" \
+# berth_net=debug: the daemon logs how long each CNI plugin took (reported below).
+"$berth" --root "$broot" --log-level warn,berth_net=debug daemon --run-dir "$broot/run" \
+	--store-listen "http://127.0.0.1:$port" \
 	--bridge "$bridge" --subnet "$berth_subnet" >"$out/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 300); do
@@ -180,6 +182,8 @@ print(next(iter(networks.values()))["IPAddress"])')"
 	# /proc/uptime ticks in hundredths of a second: enough for transfers of a second or more.
 	python3 -c "s, e = map(float, '$elapsed'.split()); print(f'{$fetches * 64 / (e - s):.0f}' if e - s >= 0.01 else 'n/a')"
 }
+# Only the timed runs' plugin timings: the log up to here.
+cp "$out/daemon.log" "$out/daemon-runs.log"
 bridge_mbs="$(throughput bridge server)"
 host_mbs="$(throughput host 127.0.0.1)"
 
@@ -193,9 +197,9 @@ on each tool's default bridge network. $(nproc) CPUs,
 $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo).
 
 REPORT
-python3 - "$raw" "$bridge_mbs" "$host_mbs" "$megs" <<'PY'
-import statistics, sys
-raw, bridge, host, megs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+python3 - "$raw" "$bridge_mbs" "$host_mbs" "$megs" "$out/daemon-runs.log" <<'PY'
+import re, statistics, sys
+raw, bridge, host, megs, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 samples = {}
 for line in open(raw).read().splitlines()[1:]:
     _, tool, us = line.split("\t")
@@ -217,4 +221,18 @@ print(f"| bridge (two bridged containers, by address) | {bridge} |")
 print(f"| host loopback (two --network host containers, 127.0.0.1) | {host} |")
 if bridge.isdigit() and host.isdigit():
     print(f"\nbridge / loopback: {int(bridge) / int(host):.2f}")
+# The daemon's "CNI plugin ran" debug lines (warm-up and timed runs): per plugin and command.
+runs = {}
+pattern = re.compile(r'CNI plugin ran plugin="?([\w-]+)"? command=(\w+) .*?ms=([\d.]+)')
+for line in open(log, errors="replace"):
+    m = pattern.search(re.sub(r"\x1b\[[0-9;]*m", "", line))
+    if m:
+        runs.setdefault((m.group(1), m.group(2)), []).append(float(m.group(3)))
+if runs:
+    print("\nberth's CNI plugin invocations (one per container and command; berth-nat in process):")
+    print()
+    print("| plugin | command | calls | median ms | max ms |")
+    print("|---|---|---:|---:|---:|")
+    for (plugin, command), v in sorted(runs.items()):
+        print(f"| {plugin} | {command} | {len(v)} | {statistics.median(v):.1f} | {max(v):.1f} |")
 PY

@@ -655,10 +655,14 @@ impl ContainerManager {
                 Err(err) => tracing::warn!(%id, %err, "cannot open the runtime state"),
             }
         }
-        self.networks.release(id);
-        if let Err(err) = self.images.remove_rootfs(id.as_str()) {
-            tracing::warn!(%id, %err, "cannot remove the rootfs");
-        }
+        // The network's CNI DEL mostly waits (plugin execs, nftables commits): it runs
+        // beside the rootfs removal, which needs nothing of it.
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.networks.release(id));
+            if let Err(err) = self.images.remove_rootfs(id.as_str()) {
+                tracing::warn!(%id, %err, "cannot remove the rootfs");
+            }
+        });
         let dir = self.paths.container(id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

@@ -201,7 +201,8 @@ impl DaemonNetworks {
     }
 
     /// Rebuilds `network`'s DNS zone from its attachments; starts its server on the gateway
-    /// when there is none yet, stops it when nobody is attached.
+    /// when there is none yet and a container is attached. An idle server keeps running
+    /// until `network rm` (or the daemon's end).
     fn refresh_dns(&self, network: &NetworkName, gateway: Option<Ipv4Addr>) {
         let zone = match self.nets.zone(network, None) {
             Ok(zone) => zone,
@@ -212,12 +213,13 @@ impl DaemonNetworks {
         };
         let users = self.nets.users(network).unwrap_or_default();
         let mut servers = self.dns.lock().unwrap_or_else(|p| p.into_inner());
-        if users.is_empty() {
-            servers.remove(network);
-            return;
-        }
         if let Some(server) = servers.get(network) {
             server.update(|z| *z = zone);
+            return;
+        }
+        // A server stays when its network's last container leaves (stopping one waits for
+        // its thread's poll, on every `rm`); `network rm` stops it.
+        if users.is_empty() {
             return;
         }
         let Some(gateway) =
@@ -299,7 +301,14 @@ impl DaemonNetworks {
 
     pub fn remove(&self, name: &str) -> Result<()> {
         let name = parse_name(name)?;
-        self.nets.remove_network(&name).map_err(net_error)
+        self.nets.remove_network(&name).map_err(net_error)?;
+        let server = self
+            .dns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        drop(server);
+        Ok(())
     }
 
     fn describe(&self, network: &Network) -> Result<NetworkInspect> {

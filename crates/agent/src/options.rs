@@ -204,10 +204,7 @@ fn parse_services(request: &CreateRequest) -> Result<Vec<ServiceSpec>> {
         }
     }
     if !services.is_empty()
-        && matches!(
-            request.host_config.network_mode.as_deref(),
-            None | Some("none")
-        )
+        && request.host_config.network_mode.as_deref() == Some("none")
     {
         return Err(bad("Services")(
             "a service endpoint needs an address: use a bridged network (the default) or --network host, not none".into(),
@@ -216,16 +213,17 @@ fn parse_services(request: &CreateRequest) -> Result<Vec<ServiceSpec>> {
     Ok(services)
 }
 
-/// `NetworkMode`, `PortBindings`, `Ip` and `NetworkAliases`: `none` (absent) and `host` go
-/// to the runtime; `bridge` (the default network) or a network's name is a bridged network
-/// the daemon sets up. Ports, addresses and aliases need a bridged network.
+/// `NetworkMode`, `PortBindings`, `Ip` and `NetworkAliases`: `none` and `host` go to the
+/// runtime; `bridge` (the default network, also when absent, as docker's API) or a
+/// network's name is a bridged network the daemon sets up. Ports, addresses and aliases
+/// need a bridged network.
 fn parse_network(
     host: &berth_client::api::HostConfig,
     options: &mut RunOptions,
 ) -> Result<Option<BridgeRequest>> {
     let network = match host.network_mode.as_deref() {
-        None | Some("none" | "host") => None,
-        Some("bridge" | "default") => Some(berth_net::NetworkName::default_network()),
+        Some("none" | "host") => None,
+        None | Some("bridge" | "default") => Some(berth_net::NetworkName::default_network()),
         Some(name) => Some(
             name.parse::<berth_net::NetworkName>()
                 .map_err(|e| bad("NetworkMode")(e.to_string()))?,
@@ -324,6 +322,19 @@ mod tests {
     }
 
     #[test]
+    fn a_create_without_network_mode_is_bridged_as_in_dockers_api() {
+        let parsed = parse_create(&request(HostConfig::default())).unwrap();
+        let bridge = parsed.bridge.expect("bridged by default");
+        assert_eq!(bridge.network, berth_net::NetworkName::default_network());
+        let none = parse_create(&request(HostConfig {
+            network_mode: Some("none".into()),
+            ..HostConfig::default()
+        }))
+        .unwrap();
+        assert!(none.bridge.is_none());
+    }
+
+    #[test]
     fn limits_become_validated_options() {
         let parsed = parse_create(&request(HostConfig {
             memory: Some(64 << 20),
@@ -396,6 +407,7 @@ mod tests {
             ),
             (
                 HostConfig {
+                    network_mode: Some("none".into()),
                     port_bindings: vec!["8080:80".into()],
                     ..HostConfig::default()
                 },

@@ -76,6 +76,15 @@ pub struct Globals {
 }
 
 fn main() -> ExitCode {
+    // Called as `berth-nat` (a symlink in a CNI plugin directory): berth's own CNI plugin,
+    // speaking the CNI protocol on its environment, stdin and stdout (docs/adr/0502).
+    if std::env::args_os()
+        .next()
+        .and_then(|arg0| PathBuf::from(arg0).file_name().map(|n| n.to_owned()))
+        .is_some_and(|name| name == berth_net::cni::nat::PLUGIN)
+    {
+        return ExitCode::from(u8::try_from(berth_net::cni::nat::main_from_env()).unwrap_or(1));
+    }
     let cli = Cli::parse();
     // The servers keep Rust's ignored SIGPIPE: a write to a connection its peer reset (tokio
     // writes with writev, which has no MSG_NOSIGNAL) must be an EPIPE error, not the end of

@@ -188,9 +188,9 @@ pub struct HostConfig {
     pub binds: Vec<String>,
     /// `--restart`: `no`, `always`, `unless-stopped`, `on-failure[:N]`.
     pub restart_policy: Option<String>,
-    /// `--network`: `none` (the API's default when absent; the CLI always sends one and
-    /// its default is `bridge`), `host`, `bridge` (the default network `berth`) or the
-    /// name of a network made with `berth network create`.
+    /// `--network`: `bridge` (the default network `berth`; also when absent, as in
+    /// docker's API), `none`, `host` or the name of a network made with
+    /// `berth network create`.
     pub network_mode: Option<String>,
     /// `-p`, each in docker's grammar `[HOSTIP:][HOSTPORT:]CTRPORT[/tcp|udp]` (a range is
     /// one entry); only with a bridged network.

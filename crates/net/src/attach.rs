@@ -59,8 +59,6 @@ pub struct Attachment {
     pub aliases: Vec<String>,
 }
 
-/// The loopback plugin's configuration, run once per sandbox.
-const LOOPBACK_CONFIG: &str = r#"{"cniVersion":"1.0.0","name":"berth-loopback","type":"loopback"}"#;
 /// CNI_ARGS given to every plugin.
 const CNI_ARGS: &str = "IgnoreUnknown=1";
 /// Most networks one container may join (interfaces eth0..eth15).
@@ -105,23 +103,15 @@ impl<E: CniExec> Networks<E> {
     pub fn create_sandbox(&self, container: &ContainerId) -> Result<PathBuf, NetError> {
         let path = self.netns_path(container);
         netns::create(&path)?;
-        let inv = self.invocation(container, Some(&path), "lo");
-        if let Err(source) =
-            self.chain
-                .exec()
-                .exec("loopback", Command::Add, &inv, LOOPBACK_CONFIG.as_bytes())
-        {
-            // Best effort: the loopback error is the one to report.
-            let _ = netns::remove(&path);
-            return Err(NetError::Netns {
-                path,
-                reason: format!("bringing loopback up: {source}"),
-            });
-        }
         Ok(path)
     }
 
     /// Detaches the container from every network and removes its namespace.
+    ///
+    /// DEL runs while the namespace still exists, so the bridge plugin deletes the veth
+    /// itself. (Unpinning first and letting the veth go with the namespace is faster, but
+    /// anything still holding the namespace, a socket made in it for one, then keeps the
+    /// veth and its address on the bridge after the lease is released: ADR 0502.)
     pub fn remove_sandbox(&self, container: &ContainerId) -> Result<(), NetError> {
         for record in self.records.of(container)? {
             self.detach(container, &record.network)?;
@@ -314,7 +304,7 @@ impl<E: CniExec> Networks<E> {
             .map(|c| c.short().to_owned())
             .collect();
         self.store.remove(network, &users)?;
-        crate::teardown::remove_bridge(&net.bridge)
+        crate::teardown::remove_bridge(&net)
     }
 
     /// CNI DEL for a record: the result it holds, or one rebuilt from the host-local lease

@@ -88,25 +88,22 @@ fn attach_runs_the_stored_conflist_and_records_its_result() {
         .collect();
     assert_eq!(
         order,
-        [
-            ("loopback", Command::Add),
-            ("bridge", Command::Add),
-            ("portmap", Command::Add),
-            ("firewall", Command::Add)
-        ]
+        [("bridge", Command::Add), ("berth-nat", Command::Add)],
+        "loopback is brought up in process, not by the plugin"
     );
     assert_eq!(
-        calls[1].config["runtimeConfig"],
+        calls[0].config["runtimeConfig"],
         json!({"ips": ["10.88.0.9/16"]})
     );
-    assert_eq!(calls[1].config["bridge"], "berth0");
+    assert_eq!(calls[0].config["bridge"], "berth0");
+    assert_eq!(calls[0].config["ipMasq"], false);
     assert_eq!(
-        calls[2].config["runtimeConfig"]["portMappings"][0]["hostPort"],
+        calls[1].config["runtimeConfig"]["portMappings"][0]["hostPort"],
         published.host_port
     );
-    assert_eq!(calls[1].invocation.container_id, a.as_str());
+    assert_eq!(calls[0].invocation.container_id, a.as_str());
     assert_eq!(
-        calls[1].invocation.netns.as_deref(),
+        calls[0].invocation.netns.as_deref(),
         Some(f.nets.netns_path(&a).as_path())
     );
     assert_eq!(f.nets.attachments(&a).expect("attachments"), [attached]);
@@ -118,14 +115,14 @@ fn a_failed_add_leaves_no_record() {
     let f = fixture();
     let a = id(2);
     f.nets.create_sandbox(&a).expect("sandbox");
-    f.fake.fail("firewall", Command::Add, 4, "no iptables");
+    f.fake.fail("berth-nat", Command::Add, 100, "nft refused");
     let err = f
         .nets
         .attach(&a, &f.net.name, &AttachOptions::default())
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "network berth: CNI plugin firewall ADD failed (code 4): no iptables"
+        "network berth: CNI plugin berth-nat ADD failed (code 100): nft refused"
     );
     assert!(f.nets.attachments(&a).expect("attachments").is_empty());
     assert!(f.nets.users(&f.net.name).expect("users").is_empty());
@@ -135,7 +132,7 @@ fn a_failed_add_leaves_no_record() {
         .iter()
         .filter(|c| c.command == Command::Del)
         .count();
-    assert_eq!(dels, 3, "the chain was undone");
+    assert_eq!(dels, 2, "the chain was undone");
 }
 
 #[test]
@@ -214,7 +211,7 @@ fn gc_deletes_dead_containers_with_their_recorded_result_and_spares_the_living()
         .into_iter()
         .filter(|c| c.command == Command::Del)
         .collect();
-    assert_eq!(dels.len(), 3);
+    assert_eq!(dels.len(), 2);
     assert!(
         dels.iter()
             .all(|c| c.invocation.container_id == dead.as_str())
@@ -250,10 +247,10 @@ fn an_add_the_daemon_died_in_is_undone_before_attaching_again() {
         .attach(&a, &f.net.name, &AttachOptions::default())
         .expect("attach");
     assert_eq!(attached.ifname, "eth0");
-    let commands: Vec<_> = f.fake.calls().iter().skip(1).map(|c| c.command).collect();
+    let commands: Vec<_> = f.fake.calls().iter().map(|c| c.command).collect();
     assert_eq!(
-        commands[..3],
-        [Command::Del; 3],
+        commands[..2],
+        [Command::Del; 2],
         "the stale chain is DEL'd first"
     );
     let err = f

@@ -1,8 +1,8 @@
 //! Garbage collection: releasing what containers that no longer exist left on the host.
 //!
 //! After a daemon is killed, three kinds of leftovers can outlive a container: attachment
-//! records, host-local leases (an address, a veth, iptables rules, all released by CNI DEL
-//! keyed on the container id) and pinned namespaces. [`Networks::gc`] is told which
+//! records, host-local leases (an address, a veth, nftables or iptables rules, all released
+//! by CNI DEL keyed on the container id) and pinned namespaces. [`Networks::gc`] is told which
 //! containers are alive (the daemon knows, from what really runs) and releases the rest;
 //! it is idempotent and safe to run at every daemon start.
 

@@ -2,8 +2,8 @@
 //!
 //! What it is for: every container gets its own network namespace (a *sandbox*, pinned
 //! under berth's run directory) attached to one or more *networks*. A network is a CNI
-//! configuration list (bridge + host-local + portmap + firewall) stored under berth's root;
-//! the CNI plugins do the kernel work. The default network `berth` (bridge `berth0`,
+//! configuration list (bridge + host-local + berth's own `berth-nat`, [`cni::nat`]) stored
+//! under berth's root; the CNI plugins do the kernel work. The default network `berth` (bridge `berth0`,
 //! 10.88.0.0/16) exists from the first start.
 //!
 //! What it guarantees:

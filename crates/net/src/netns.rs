@@ -22,8 +22,9 @@ fn netns_error(path: &Path, reason: impl std::fmt::Display) -> NetError {
     }
 }
 
-/// Creates a new network namespace pinned at `path` (the file must not exist). On failure
-/// nothing is left at `path`.
+/// Creates a new network namespace pinned at `path` (the file must not exist), with its
+/// loopback interface up (what the CNI `loopback` plugin does, without an exec). On
+/// failure nothing is left at `path`.
 pub fn create(path: &Path) -> Result<(), NetError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(NetError::io("create directory", dir))?;
@@ -36,6 +37,7 @@ pub fn create(path: &Path) -> Result<(), NetError> {
     let target = path.to_owned();
     let pinned = std::thread::spawn(move || -> Result<(), String> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+        loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
         mount(
             Some("/proc/thread-self/ns/net"),
             &target,
@@ -51,6 +53,34 @@ pub fn create(path: &Path) -> Result<(), NetError> {
         // Best effort: the error that matters is the one being returned.
         let _ = fs::remove_file(path);
         return Err(netns_error(path, reason));
+    }
+    Ok(())
+}
+
+/// Sets `lo` up in the calling thread's network namespace (SIOCGIFFLAGS, SIOCSIFFLAGS).
+fn loopback_up() -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket(2) has no memory arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a socket just opened and owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: req is a valid ifreq naming an interface; the kernel fills ifru_flags.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS succeeded, so ifru_flags is the member the kernel wrote.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: req is the valid ifreq read above with IFF_UP added.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

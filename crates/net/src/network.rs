@@ -1,11 +1,13 @@
 //! A network definition and its CNI configuration list.
 //!
-//! Every berth network is the same chain: `bridge` (the host bridge is the gateway and
-//! masquerades outbound traffic; `host-local` hands out addresses, its leases kept under
-//! berth's root), `portmap` (published ports, from the `portMappings` capability) and
-//! `firewall` (forwarding allowed to and from the container; `ingressPolicy: same-bridge`
-//! isolates networks from each other). The conflist on disk is the source of truth:
-//! [`Network::from_conflist`] reads back what [`Network::to_conflist`] wrote.
+//! Every berth network is the same chain: `bridge` (the host bridge is the gateway;
+//! `host-local` hands out addresses, its leases kept under berth's root) and `berth-nat`
+//! (berth's own plugin, [`crate::cni::nat`]: outbound masquerade, published ports from the
+//! `portMappings` capability, isolation between networks, all in nftables in one
+//! transaction). Networks written by earlier versions chain Debian's `portmap` and
+//! `firewall` instead (and `ipMasq` on the bridge); they keep working, as would any chain a
+//! user writes. The conflist on disk is the source of truth: [`Network::from_conflist`]
+//! reads back what [`Network::to_conflist`] wrote.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -42,7 +44,7 @@ impl Network {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": true,
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "capabilities": { "ips": true },
                     "ipam": {
@@ -56,14 +58,10 @@ impl Network {
                     },
                 },
                 {
-                    "type": "portmap",
+                    "type": crate::cni::nat::PLUGIN,
                     "capabilities": { "portMappings": true },
-                    "snat": true,
-                },
-                {
-                    "type": "firewall",
-                    "backend": "iptables",
-                    "ingressPolicy": "same-bridge",
+                    "bridge": self.bridge,
+                    "subnet": self.subnet.to_string(),
                 },
             ],
         })
@@ -114,7 +112,7 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().expect("type"))
             .collect();
-        assert_eq!(types, ["bridge", "portmap", "firewall"]);
+        assert_eq!(types, ["bridge", "berth-nat"]);
         assert_eq!(
             conflist["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
             "10.88.0.1"

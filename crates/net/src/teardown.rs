@@ -1,13 +1,16 @@
 //! What the CNI plugins leave after the last container of a network is gone: the bridge
-//! itself, and the firewall plugin's per-bridge isolation rules (`ingressPolicy:
-//! same-bridge` adds them on first use and never removes them). `network rm` removes both.
+//! itself, berth-nat's elements for the network (its bridge and subnet in berth's nftables
+//! table), and, for networks made by earlier versions, the firewall plugin's per-bridge
+//! isolation rules (`ingressPolicy: same-bridge` adds them on first use and never removes
+//! them). `network rm` removes all three.
 //!
-//! Both are done with the tools the plugins already need (`ip` from iproute2, `iptables`);
-//! a bridge or rule that is already gone is not an error.
+//! All are done with the tools the plugins already need (`ip` from iproute2, `nft`,
+//! `iptables`); a bridge, element or rule that is already gone is not an error.
 
 use std::process::Command;
 
 use crate::NetError;
+use crate::cni::nat;
 
 /// The comment the firewall plugin puts on its isolation rules.
 const ISOLATION_COMMENT: &str = "CNI firewall plugin rules (ingressPolicy: same-bridge)";
@@ -19,8 +22,16 @@ fn failed(what: &str, reason: impl std::fmt::Display) -> NetError {
     }
 }
 
-/// Deletes `bridge` (if it exists) and the isolation rules naming it.
-pub(crate) fn remove_bridge(bridge: &str) -> Result<(), NetError> {
+/// Deletes the network's bridge (if it exists), its berth-nat elements and the isolation
+/// rules naming its bridge.
+pub(crate) fn remove_bridge(net: &crate::Network) -> Result<(), NetError> {
+    let bridge = net.bridge.as_str();
+    let part = nat::NetPart {
+        bridge: net.bridge.clone(),
+        subnet: (net.subnet.network(), net.subnet.prefix()),
+    };
+    nat::remove_network(&nat::NftExec, nat::DEFAULT_TABLE, &part)
+        .map_err(|e| failed("nft delete element", e))?;
     if std::path::Path::new("/sys/class/net").join(bridge).exists() {
         let out = Command::new("ip")
             .args(["link", "del", bridge])

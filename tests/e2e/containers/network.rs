@@ -57,6 +57,15 @@ pub(super) fn bridge_ports(daemon: &Daemon) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// berth-nat's nftables table, as `nft list` prints it (empty when it does not exist).
+pub(super) fn nat_table() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Leases of every network (host-local's files other than its cursor and lock), as
 /// `network/ip`.
 pub(super) fn leases(daemon: &Daemon) -> Vec<String> {
@@ -103,7 +112,7 @@ pub(super) fn subnet_prefix(cidr: &str) -> String {
 
 /// Asserts that the daemon's networks hold nothing of any container: no pinned namespace,
 /// no record, no lease, no veth on its bridge, no iptables rule naming one of `ids` or an
-/// address of its subnets.
+/// address of its subnets, no nft chain or DNAT of one in berth-nat's table.
 pub(super) fn assert_no_network_state(daemon: &Daemon, ids: &[String], subnets: &[String]) {
     let netns = daemon.root().join("run/netns");
     let pinned: Vec<_> = std::fs::read_dir(&netns)
@@ -133,6 +142,20 @@ pub(super) fn assert_no_network_state(daemon: &Daemon, ids: &[String], subnets: 
         })
         .collect();
     assert!(left.is_empty(), "iptables rules left: {left:#?}");
+    // berth-nat's table keeps the network's own elements (its bridge and subnet) while the
+    // network exists; nothing of a container may be left: no chain named after it, no DNAT
+    // to an address of the subnets.
+    let table = nat_table();
+    let left: Vec<&str> = table
+        .lines()
+        .filter(|line| {
+            ids.iter().any(|id| line.contains(id.as_str()))
+                || prefixes
+                    .iter()
+                    .any(|p| line.contains(&format!("dnat to {p}")))
+        })
+        .collect();
+    assert!(left.is_empty(), "nft rules left: {left:#?}");
 }
 
 pub(super) fn assert_no_network_left(daemon: &Daemon, id: &str) {

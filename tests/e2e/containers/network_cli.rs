@@ -1,15 +1,15 @@
 //! `berth network create/ls/inspect/rm` (issue #5): a user network is made, listed (as a
 //! table and as JSON), inspected, used, refused removal while in use, removed with its
 //! bridge; bad input (an invalid or overlapping subnet, an unknown network, a host port in
-//! use) is refused with a clear error and leaves no container, veth, namespace, lease or
-//! iptables rule.
+//! use) is refused with a clear error and leaves no container, veth, namespace, lease,
+//! iptables rule or nftables element.
 
 use std::net::TcpListener;
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::network::{assert_no_network_state, subnet_prefix};
+use super::network::{assert_no_network_state, nat_table, subnet_prefix};
 use super::{code, run_detached, stderr};
 use crate::support::daemon::{Daemon, IMAGE};
 
@@ -86,6 +86,11 @@ fn a_user_network_is_created_listed_inspected_used_and_removed_with_its_bridge()
     assert!(
         !Path::new("/sys/class/net").join(&bridge).exists(),
         "bridge {bridge} left"
+    );
+    let table = nat_table();
+    assert!(
+        !table.contains(&format!("\"{bridge}\"")) && !table.contains(&subnet),
+        "berth-nat elements of {bridge} {subnet} left: {table}"
     );
     let names: Vec<String> = listed_json(&daemon)
         .iter()

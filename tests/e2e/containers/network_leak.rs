@@ -1,7 +1,7 @@
 //! Bridged containers leave nothing behind (issue #5): fifty started and removed
 //! concurrently, then a daemon killed with SIGKILL while twenty more are being started;
-//! after a restart and their removal no veth, lease, iptables rule, record or namespace is
-//! left.
+//! after a restart and their removal no veth, lease, iptables or nftables rule, record or
+//! namespace is left.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ const CONTAINERS: usize = 50;
 const DURING_KILL: usize = 20;
 const CLIENTS: usize = 10;
 
-/// Every `n`th container publishes a port, so portmap's rules are part of what must go.
+/// Every `n`th container publishes a port, so berth-nat's rules are part of what must go.
 const PUBLISH_EVERY: usize = 5;
 
 fn args(n: usize) -> Vec<String> {

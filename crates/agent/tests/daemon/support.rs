@@ -314,7 +314,26 @@ pub fn get(socket: &Path, path: &str) -> Answer {
 }
 
 pub fn post(socket: &Path, path: &str, body: Option<Value>) -> Answer {
-    call(socket, Method::POST, path, body)
+    call(
+        socket,
+        Method::POST,
+        path,
+        body.map(|b| without_network(path, b)),
+    )
+}
+
+/// A create without `NetworkMode` gets `none`: the API's default is `bridge` (docker's),
+/// and these daemons have no bridge of their own (the e2e tests' daemons do).
+fn without_network(path: &str, mut body: Value) -> Value {
+    if path == "/v1/containers"
+        && let Some(body) = body.as_object_mut()
+    {
+        let host = body.entry("HostConfig").or_insert_with(|| json!({}));
+        if let Some(host) = host.as_object_mut() {
+            host.entry("NetworkMode").or_insert_with(|| json!("none"));
+        }
+    }
+    body
 }
 
 pub fn delete(socket: &Path, path: &str) -> Answer {

@@ -14,7 +14,8 @@ const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const OUTPUT_LIMIT: u64 = 1 << 20;
 
 /// Execs plugins found in the directories of `path`, as `CNI_PATH` tells them to find
-/// their own delegates (the bridge plugin runs `host-local` from there).
+/// their own delegates (the bridge plugin runs `host-local` from there). `berth-nat`
+/// (berth's own plugin, [`super::nat`]) is run in process wherever it is installed.
 #[derive(Debug, Clone)]
 pub struct PluginExec {
     path: Vec<PathBuf>,
@@ -63,6 +64,45 @@ impl CniExec for PluginExec {
         invocation: &Invocation,
         config: &[u8],
     ) -> Result<Vec<u8>, CniError> {
+        let started = Instant::now();
+        let answer = self.run(plugin, command, invocation, config);
+        tracing::debug!(
+            plugin,
+            %command,
+            container = %invocation.container_id,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ok = answer.is_ok(),
+            "CNI plugin ran"
+        );
+        answer
+    }
+}
+
+impl PluginExec {
+    fn run(
+        &self,
+        plugin: &str,
+        command: Command,
+        invocation: &Invocation,
+        config: &[u8],
+    ) -> Result<Vec<u8>, CniError> {
+        if plugin == super::nat::PLUGIN {
+            // berth's own plugin runs in process: the same code the `berth-nat` binary runs,
+            // without an exec of the berth binary for every ADD and DEL.
+            return super::nat::invoke(
+                &command.to_string(),
+                invocation,
+                config,
+                &super::nat::NftExec,
+            )
+            .map_err(|f| CniError::Plugin {
+                plugin: plugin.to_owned(),
+                command,
+                code: f.code,
+                msg: f.msg,
+                details: f.details,
+            });
+        }
         let binary = self.find(plugin)?;
         let spawn_error = |reason: String| CniError::Spawn {
             plugin: plugin.to_owned(),

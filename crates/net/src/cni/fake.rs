@@ -19,8 +19,15 @@ pub struct FakeCall {
     pub result: Value,
 }
 
-/// The plugins the fake knows, as Debian ships them; any other type is not found.
-const KNOWN_PLUGINS: [&str; 5] = ["bridge", "host-local", "portmap", "firewall", "loopback"];
+/// The plugins the fake knows (Debian's and berth-nat); any other type is not found.
+const KNOWN_PLUGINS: [&str; 6] = [
+    "bridge",
+    "host-local",
+    "portmap",
+    "firewall",
+    "loopback",
+    super::nat::PLUGIN,
+];
 
 #[derive(Debug, Default)]
 struct State {
@@ -28,7 +35,7 @@ struct State {
     failures: HashMap<(String, Command), (u64, String)>,
 }
 
-/// Plugins other than Debian's bridge, host-local, portmap, firewall and loopback are not
+/// Plugins other than Debian's bridge, host-local, portmap, firewall, loopback and berth-nat are not
 /// found. ADD answers the `prevResult` with the plugin's name appended to `interfaces`, or a
 /// fresh result with address 10.0.0.2/24 for the first plugin; other commands answer
 /// nothing. Failures are scripted per plugin and command.

@@ -6,10 +6,14 @@
 //! [`Chain`] is the runtime logic over any `CniExec`: a conflist's plugins in order for
 //! ADD (each gets the previous result as `prevResult`) and CHECK, in reverse for DEL, with
 //! `runtimeConfig` given only to plugins that declare the capability.
+//!
+//! [`nat`] is berth's own plugin (`berth-nat`, nftables in one transaction per ADD/DEL);
+//! `PluginExec` runs it in process rather than exec'ing the `berth` binary.
 
 mod chain;
 mod exec;
 mod fake;
+pub mod nat;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
-//! Published ports (portmap): reachable from the host's loopback and from another machine,
-//! TCP and UDP; a port in use is refused.
+//! Published ports (berth-nat): reachable from the host's loopback and from another
+//! machine, TCP and UDP; a port in use is refused. A network chaining Debian's portmap and
+//! firewall (earlier berth versions, users' own chains) publishes too.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
@@ -29,7 +30,8 @@ fn a_published_tcp_port_serves_the_hosts_loopback() {
         .expect("attach");
     assert_eq!(attached.ports.len(), 2);
 
-    // portmap (snat: true) lets 127.0.0.1 be routed to the bridge and masquerades it.
+    // berth-nat (as portmap with snat: true) lets 127.0.0.1 be routed to the bridge and
+    // masquerades it.
     let localnet = std::fs::read_to_string("/proc/sys/net/ipv4/conf/bt10/route_localnet");
     assert_eq!(localnet.expect("sysctl").trim(), "1");
     let server = tcp_server(&host.nets.netns_path(&a), 80);
@@ -111,13 +113,9 @@ fn a_host_port_picked_by_berth_is_free_and_reported() {
         .attach(&a, &host.network.name, &options)
         .expect("attach");
     let published = attached.ports[0];
-    // portmap 1.1.1 (Debian) fails CHECK of any IPv4-only mapping: it looks for an
-    // ip6tables chain it never made. When this starts passing, CHECK works with ports.
-    let err = host.nets.check(&a, &host.network.name).unwrap_err();
-    assert!(
-        err.to_string().contains("could not check ipv6 dnat"),
-        "portmap 1.1.1 CHECK: {err}"
-    );
+    host.nets
+        .check(&a, &host.network.name)
+        .expect("berth-nat CHECK finds the DNAT");
     assert_ne!(published.host_port, 0);
     let server = tcp_server(&host.nets.netns_path(&a), 80);
     let answer = tcp_ping(
@@ -174,4 +172,35 @@ fn a_host_port_in_use_is_refused_and_nothing_leaks() {
         [format!("netns {}", host.nets.netns_path(&b).display())]
     );
     assert_eq!(host.veths().len(), 1);
+}
+
+#[test]
+fn a_network_chaining_debians_portmap_and_firewall_still_publishes_and_cleans_up() {
+    let host = Host::new(15);
+    host.use_debian_plugins();
+    let a = host.sandbox();
+    let port = free_host_port();
+    let options = AttachOptions {
+        ports: ports(&format!("127.0.0.1:{port}:80")),
+        ..AttachOptions::default()
+    };
+    host.nets
+        .attach(&a, &host.network.name, &options)
+        .expect("attach");
+    let left = host.leftovers(&a);
+    assert!(left.iter().any(|l| l.starts_with("iptables")), "{left:?}");
+    assert!(!left.iter().any(|l| l.starts_with("nft")), "{left:?}");
+    let server = tcp_server(&host.nets.netns_path(&a), 80);
+    let answer = tcp_ping(
+        None,
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+        CONNECT_TIMEOUT,
+    );
+    assert_eq!(
+        answer.expect("127.0.0.1 -> portmap -> container:80"),
+        "pong ping"
+    );
+    server.join().expect("server thread").expect("server");
+    host.nets.remove_sandbox(&a).expect("remove sandbox");
+    assert_eq!(host.leftovers(&a), Vec::<String>::new());
 }

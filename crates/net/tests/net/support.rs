@@ -75,6 +75,25 @@ impl Host {
         self.root.path()
     }
 
+    /// Turns this host's network into the chain earlier berth versions wrote (and users may
+    /// write): `bridge` with `ipMasq`, Debian's `portmap` and `firewall`.
+    pub fn use_debian_plugins(&self) {
+        let path = self
+            .root()
+            .join("networks")
+            .join(format!("{}.conflist", self.network.name));
+        let mut conflist: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("conflist")).expect("json");
+        conflist["plugins"][0]["ipMasq"] = serde_json::json!(true);
+        conflist["plugins"] = serde_json::json!([
+            conflist["plugins"][0].clone(),
+            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+            {"type": "firewall", "backend": "iptables", "ingressPolicy": "same-bridge"},
+        ]);
+        std::fs::write(&path, serde_json::to_vec_pretty(&conflist).expect("json"))
+            .expect("write conflist");
+    }
+
     /// Another network in slot `slot`, cleaned up with the host.
     pub fn add_network(&mut self, slot: u8) -> Network {
         let network = self
@@ -168,7 +187,8 @@ impl Host {
     }
 
     /// Everything `id` could have left on this host: a record, a lease, an iptables rule
-    /// naming it, its namespace. Empty when it left nothing.
+    /// or a line of berth-nat's nftables table naming it, its namespace. Empty when it left
+    /// nothing.
     pub fn leftovers(&self, id: &ContainerId) -> Vec<String> {
         let mut out = Vec::new();
         let record_dir = self.root().join("attachments").join(id.as_str());
@@ -183,6 +203,9 @@ impl Host {
         let rules = output("iptables-save", &[]);
         for line in rules.lines().filter(|l| l.contains(id.as_str())) {
             out.push(format!("iptables: {line}"));
+        }
+        for line in nat_table().lines().filter(|l| l.contains(id.as_str())) {
+            out.push(format!("nft: {}", line.trim()));
         }
         let ns = self.nets.netns_path(id);
         if ns.exists() {
@@ -239,6 +262,14 @@ impl Drop for Host {
             let _ = self.nets.remove_network(network);
         }
     }
+}
+
+/// berth-nat's table as `nft list` prints it (empty when it does not exist).
+pub fn nat_table() -> String {
+    output(
+        "nft",
+        &["list", "table", "ip", berth_net::cni::nat::DEFAULT_TABLE],
+    )
 }
 
 pub fn run(cmd: &str, args: &[&str]) {

@@ -203,9 +203,7 @@ fn parse_services(request: &CreateRequest) -> Result<Vec<ServiceSpec>> {
             )));
         }
     }
-    if !services.is_empty()
-        && request.host_config.network_mode.as_deref() == Some("none")
-    {
+    if !services.is_empty() && request.host_config.network_mode.as_deref() == Some("none") {
         return Err(bad("Services")(
             "a service endpoint needs an address: use a bridged network (the default) or --network host, not none".into(),
         ));

@@ -59,7 +59,7 @@ fn nslookup(daemon: &Daemon, client: &str, args: &[&str]) -> Option<String> {
 }
 
 /// The A records `name` resolves to in `client`; `None` for a name that does not resolve.
-fn resolve(daemon: &Daemon, client: &str, name: &str) -> Option<BTreeSet<Ipv4Addr>> {
+pub(crate) fn resolve(daemon: &Daemon, client: &str, name: &str) -> Option<BTreeSet<Ipv4Addr>> {
     let text = nslookup(daemon, client, &["-type=a", name])?;
     let addresses = text
         .lines()
@@ -72,7 +72,7 @@ fn resolve(daemon: &Daemon, client: &str, name: &str) -> Option<BTreeSet<Ipv4Add
 
 /// Polls until `name` resolves to `expected` (`None`: does not resolve) in `client`; how
 /// long that took (panics past [`VISIBLE_LIMIT`]).
-fn until_resolves(
+pub(crate) fn until_resolves(
     daemon: &Daemon,
     client: &str,
     name: &str,

@@ -4,9 +4,11 @@
 //! standalone `berth store` and Debian's etcd (the last two through `--store-endpoints`,
 //! which outlive a killed daemon, so its lease is seen to expire).
 
+use std::net::Ipv4Addr;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use crate::service_dns::until_resolves;
 use crate::support::daemon::{Daemon, IMAGE};
 use crate::support::store::Server;
 
@@ -68,6 +70,16 @@ fn service_keys(daemon: &Daemon) -> Vec<String> {
             json["key"].as_str().unwrap().to_owned()
         })
         .collect()
+}
+
+/// Container `name`'s address on its (one) network.
+fn container_address(daemon: &Daemon, name: &str) -> Ipv4Addr {
+    inspect(daemon, name)["NetworkSettings"]["Networks"]
+        .as_object()
+        .and_then(|networks| networks.values().next())
+        .and_then(|network| network["IPAddress"].as_str())
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or_else(|| panic!("{name} has no address"))
 }
 
 fn inspect(daemon: &Daemon, name: &str) -> serde_json::Value {
@@ -180,8 +192,32 @@ fn scale_and_stop(daemon: &Daemon) {
     assert_eq!(table.lines().count(), 4, "{table}");
     assert!(table.contains(&address), "{table}");
 
-    // Stop: the key is gone when stop returns.
+    // The name: a client container resolves web.service.berth to the three addresses and
+    // connects to the service by it.
+    let addresses: Vec<Ipv4Addr> = (1..=3)
+        .map(|i| container_address(daemon, &format!("web{i}")))
+        .collect();
+    daemon.ok(&["run", "-d", "--name", "client", IMAGE, "sleep", "600"]);
+    let took = until_resolves(daemon, "client", "web.service.berth", Some(&addresses));
+    eprintln!("web.service.berth resolved to three endpoints {took:?} after registration");
+    let answer = daemon.ok(&[
+        "exec",
+        "client",
+        "sh",
+        "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 web.service.berth 80",
+    ]);
+    assert!(answer.starts_with("HTTP/1."), "{answer:?}");
+
+    // Stop: the key is gone when stop returns, and the address leaves the name.
     daemon.ok(&["stop", "-t", "1", "web2"]);
+    let took = until_resolves(
+        daemon,
+        "client",
+        "web.service.berth",
+        Some(&[addresses[0], addresses[2]]),
+    );
+    eprintln!("a stopped endpoint left web.service.berth {took:?} after stop returned");
     let left: Vec<String> = endpoints(daemon, "web")
         .iter()
         .map(|e| e["container_name"].as_str().unwrap().to_owned())
@@ -200,6 +236,8 @@ fn scale_and_stop(daemon: &Daemon) {
     });
     daemon.ok(&["rm", "-f", "web1", "web2", "web3"]);
     assert_eq!(endpoints(daemon, "web"), Vec::<serde_json::Value>::new());
+    until_resolves(daemon, "client", "web.service.berth", None);
+    daemon.ok(&["rm", "-f", "client"]);
     assert_eq!(service_keys(daemon), Vec::<String>::new());
 }
 

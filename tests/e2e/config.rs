@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::daemon::{Daemon, IMAGE};
 use crate::support::store::Server;
+use crate::support::within;
 
 /// A generous bound for a change to reach a container (the issue asks for 1 s; a loaded CI
 /// machine gets slack, and the time seen is printed).
@@ -36,18 +37,6 @@ fn refused(daemon: &Daemon, args: &[&str], expected: &str) {
         "{args:?}: expected {expected:?} in {}",
         stderr(&out)
     );
-}
-
-/// Polls `check` every 20 ms until it is true; how long that took (panics past the limit).
-fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `berth exec NAME cat PATH`, or `None` when it fails.

@@ -6,11 +6,12 @@
 
 use std::net::Ipv4Addr;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::service_dns::until_resolves;
 use crate::support::daemon::{Daemon, IMAGE};
 use crate::support::store::Server;
+use crate::support::within;
 
 /// The daemons' `--service-ttl` here.
 const TTL: Duration = Duration::from_secs(2);
@@ -23,18 +24,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Polls `check` every 50 ms until it is true; how long that took (panics past the limit).
-fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The endpoints of service `name` in the store, read with `berth service inspect --format

@@ -671,22 +671,25 @@ mod tests {
         assert_eq!(answer(&reply, &zone(), &none), None);
     }
 
-    #[test]
-    fn the_server_answers_on_loopback_and_sees_updates() {
-        let server =
-            DnsServer::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), zone()).expect("bind");
+    /// The raw reply of a running server to an A query for `name`, over UDP on loopback.
+    fn ask_server(server: &DnsServer, name: &str) -> Vec<u8> {
         let client = UdpSocket::bind("127.0.0.1:0").expect("client");
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
-        let ask = |name: &str| {
-            client
-                .send_to(&a_query(9, name).expect("query"), server.local_addr())
-                .expect("send");
-            let mut buf = [0u8; 512];
-            let n = client.recv(&mut buf).expect("reply");
-            parse_a_reply(&buf[..n]).expect("parse")
-        };
+        client
+            .send_to(&a_query(9, name).expect("query"), server.local_addr())
+            .expect("send");
+        let mut buf = [0u8; 512];
+        let n = client.recv(&mut buf).expect("reply");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn the_server_answers_on_loopback_and_sees_updates() {
+        let server =
+            DnsServer::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), zone()).expect("bind");
+        let ask = |name: &str| parse_a_reply(&ask_server(&server, name)).expect("parse");
         assert_eq!(ask("db").2, [Ipv4Addr::new(10, 88, 0, 3)]);
         server.update(|z| z.insert("cache", Ipv4Addr::new(10, 88, 0, 4)));
         assert_eq!(ask("cache").2, [Ipv4Addr::new(10, 88, 0, 4)]);
@@ -868,18 +871,7 @@ mod tests {
             Arc::clone(&services),
         )
         .expect("bind");
-        let client = UdpSocket::bind("127.0.0.1:0").expect("client");
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let ask = |name: &str| {
-            client
-                .send_to(&a_query(9, name).expect("query"), server.local_addr())
-                .expect("send");
-            let mut buf = [0u8; 512];
-            let n = client.recv(&mut buf).expect("reply");
-            parse_reply(&buf[..n]).expect("parse")
-        };
+        let ask = |name: &str| parse_reply(&ask_server(&server, name)).expect("parse");
         assert_eq!(ask("api.service.berth").rcode, RCODE::NameError as u8);
         services.write().expect("lock").insert(
             "api",

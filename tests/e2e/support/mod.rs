@@ -52,3 +52,20 @@ fn output(command: &mut Command) -> Output {
 pub fn tool(program: &str, args: &[&str]) -> String {
     ok(Command::new(program).args(args))
 }
+
+/// Polls `check` every 20 ms until it is true; how long that took (panics past `limit`,
+/// naming `what`). Tests print the time rather than assert on it: the machine is shared.
+pub fn within(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

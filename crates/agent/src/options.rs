@@ -454,7 +454,7 @@ mod tests {
                 "invalid service port",
             ),
             (with(&["web", "web:80"], Some("bridge"), &[]), "twice"),
-            (with(&["web"], None, &[]), "not none"),
+            (with(&["web"], Some("none"), &[]), "not none"),
             (
                 with(&[], Some("bridge"), &["HTTP", "99999", "/"]),
                 "Healthcheck",
@@ -468,6 +468,8 @@ mod tests {
                 other => panic!("{expected}: {other:?}"),
             }
         }
+        // No network mode is the bridge, as in docker's API: it has addresses.
+        assert!(with(&["web"], None, &[]).is_ok());
     }
 
     #[test]

@@ -419,6 +419,8 @@ mod tests {
             );
             b.commit(&ws).unwrap();
         }
+        // The state reads values through the database: both let go of it before it reopens.
+        drop(state);
         drop(b);
         let mut b = RedbBackend::open(dir.path()).unwrap();
         let loaded = b.load().unwrap().state;

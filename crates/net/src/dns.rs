@@ -322,23 +322,11 @@ fn service_records<'a>(
     let mut additional = Vec::new();
     match found {
         ServiceName::Missing | ServiceName::Apex => {}
-        ServiceName::Service(service, endpoints) => {
-            if wants(TYPE::A) {
+        // `NAME.service.berth` answers A and SRV; `_NAME._tcp.service.berth` SRV only.
+        ServiceName::Service(service, endpoints) | ServiceName::Srv(service, endpoints) => {
+            if matches!(found, ServiceName::Service(..)) && wants(TYPE::A) {
                 answers.extend(service_a_records(qname, endpoints.values(), rotate));
             }
-            if wants(TYPE::SRV) {
-                service_srv_records(
-                    qname,
-                    service,
-                    domain,
-                    endpoints,
-                    rotate,
-                    &mut answers,
-                    &mut additional,
-                );
-            }
-        }
-        ServiceName::Srv(service, endpoints) => {
             if wants(TYPE::SRV) {
                 service_srv_records(
                     qname,

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # berth's store vs Debian's etcd 3.4, side by side, same load generator, same machine.
 # Both fsync every acknowledged write. Prints a markdown table with ratios (berth / etcd).
+# ROUNDS (default 3) rounds of the throughput scenarios; NO_BUILD=1 skips the release build.
 # Needs: a release build of berth (make bench does it) and /usr/bin/etcd.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --locked --bin berth --example store_bench -p berth -p berth-store >&2
+ROUNDS=${ROUNDS:-3}
+[ -n "${NO_BUILD:-}" ] || cargo build --release --locked --bin berth --example store_bench -p berth -p berth-store >&2
 BERTH=./target/release/berth
 GEN=./target/release/examples/store_bench
 WORK=$(mktemp -d)
@@ -26,7 +28,7 @@ wait_ready() {
 	return 1
 }
 
-run_etcd() {
+start_etcd() {
 	local port peer
 	port=$(free_port)
 	peer=$(free_port)
@@ -35,26 +37,65 @@ run_etcd() {
 		--initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "default=http://127.0.0.1:$peer" \
 		--log-level error --logger zap >/dev/null 2>&1 &
 	PIDS+=($!)
-	wait_ready "http://127.0.0.1:$port"
-	"$GEN" "http://127.0.0.1:$port" "${PIDS[-1]}" >"$WORK/etcd.txt"
-	kill -9 "${PIDS[-1]}"
+	EP[etcd]="http://127.0.0.1:$port"
+	PID[etcd]=$!
+	wait_ready "${EP[etcd]}"
 }
 
-run_berth() {
+start_berth() {
 	local port
 	port=$(free_port)
 	"$BERTH" store --data-dir "$WORK/berth" --listen-client-urls "http://127.0.0.1:$port" >/dev/null 2>&1 &
 	PIDS+=($!)
-	wait_ready "http://127.0.0.1:$port"
-	"$GEN" "http://127.0.0.1:$port" "${PIDS[-1]}" >"$WORK/berth.txt"
-	kill -9 "${PIDS[-1]}"
+	EP[berth]="http://127.0.0.1:$port"
+	PID[berth]=$!
+	wait_ready "${EP[berth]}"
 }
 
-run_etcd
-run_berth
+# One scenario against one server; its result lines go to that server's file.
+bench() { # server scenario
+	"$GEN" "${EP[$1]}" "${PID[$1]}" "$2" >>"$WORK/$1.txt"
+}
 
-echo "| scenario | etcd ops/s | berth ops/s | ratio | etcd p50 ms | berth p50 ms | etcd p99 ms | berth p99 ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-paste -d' ' "$WORK/etcd.txt" "$WORK/berth.txt" | awk '
-$1 == "rss_kib" { printf "| RSS after 100k keys (KiB) | %d | %d | %.2f | | | | |\n", $2, $4, $4/$2; next }
-{ printf "| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f |\n", $1, $2, $6, $6/$2, $3, $7, $4, $8 }'
+declare -A EP PID
+start_etcd
+start_berth
+# Both servers run for the whole benchmark and every scenario is measured on one right after
+# the other, the order swapping each round, so that a change in the machine's load (it is
+# shared) falls on both alike; each figure is the median over the rounds.
+for round in $(seq 1 "$ROUNDS"); do
+	order=(etcd berth)
+	((round % 2)) || order=(berth etcd)
+	for scenario in put_1_client put_64_clients get_linearizable_64_clients get_serializable_64_clients; do
+		for server in "${order[@]}"; do bench "$server" "$scenario"; done
+	done
+	echo "round $round of $ROUNDS done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+done
+for server in etcd berth; do
+	bench "$server" watch_fanout
+	bench "$server" rss
+done
+
+echo "Median of $ROUNDS rounds (ratio = berth / etcd; the RSS is after one fill of 100,000 keys on top of the rounds' writes)."
+echo
+echo "| scenario | etcd ops/s | berth ops/s | ratio | ratio per round | etcd p50 ms | berth p50 ms | etcd p99 ms | berth p99 ms |"
+echo "|---|---:|---:|---:|---|---:|---:|---:|---:|"
+python3 - "$WORK/etcd.txt" "$WORK/berth.txt" <<'PY'
+import statistics, sys
+def load(path):
+    runs = {}
+    for line in open(path):
+        name, *vals = line.split()
+        runs.setdefault(name, []).append([float(v) for v in vals])
+    return runs
+etcd, berth = load(sys.argv[1]), load(sys.argv[2])
+med = lambda rows, i: statistics.median(r[i] for r in rows)
+for name, e in etcd.items():
+    b = berth[name]
+    if name == "rss_kib":
+        print(f"| RSS after 100k keys (KiB) | {e[0][0]:.0f} | {b[0][0]:.0f} | {b[0][0] / e[0][0]:.2f} | | | | | |")
+        continue
+    per_round = " ".join(f"{y[0] / x[0]:.2f}" for x, y in zip(e, b))
+    print(f"| {name} | {med(e, 0):.0f} | {med(b, 0):.0f} | {med(b, 0) / med(e, 0):.2f} | {per_round} "
+          f"| {med(e, 1):.3f} | {med(b, 1):.3f} | {med(e, 2):.3f} | {med(b, 2):.3f} |")
+PY

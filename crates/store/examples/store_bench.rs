@@ -318,85 +318,105 @@ async fn main() {
         _ => {}
     }
     let (Some(endpoint), Some(pid)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: store_bench ENDPOINT SERVER_PID");
+        eprintln!("usage: store_bench ENDPOINT SERVER_PID [SCENARIO...]");
         std::process::exit(2);
     };
-    let endpoint = endpoint.clone();
+    let wanted: Vec<&str> = args[3..].iter().map(String::as_str).collect();
+    let wanted = if wanted.is_empty() {
+        SCENARIOS.to_vec()
+    } else {
+        wanted
+    };
+    for name in wanted {
+        if !SCENARIOS.contains(&name) {
+            eprintln!("store_bench: unknown scenario {name:?}; known: {SCENARIOS:?}");
+            std::process::exit(2);
+        }
+        scenario(name, endpoint, pid).await;
+    }
+}
+
+/// The single-server scenarios, in the order a full run takes them (the gets read the keys
+/// `put_64_clients` wrote; `rss` fills 100,000 keys and then reads the server's RSS).
+const SCENARIOS: [&str; 6] = [
+    "put_1_client",
+    "put_64_clients",
+    "get_linearizable_64_clients",
+    "get_serializable_64_clients",
+    "watch_fanout",
+    "rss",
+];
+
+async fn scenario(name: &str, endpoint: &str, pid: &str) {
     let value = Arc::new(vec![b'v'; VALUE_BYTES]);
-
-    let v = Arc::clone(&value);
-    run(
-        "put_1_client",
-        clients(&endpoint, 1).await,
-        PUTS_ONE_CLIENT,
-        move |mut c, i| {
-            let v = Arc::clone(&v);
+    // Keys are `PREFIX` and the operation's number, zero-padded to `width`.
+    let put = move |prefix: &'static str, width: usize| {
+        move |mut c: Client, i: usize| {
+            let v = Arc::clone(&value);
             async move {
-                c.put(format!("one/{i}"), v.as_slice(), None)
+                c.put(format!("{prefix}{i:0width$}"), v.as_slice(), None)
                     .await
                     .expect("put");
             }
-        },
-    )
-    .await;
-
-    let v = Arc::clone(&value);
-    run(
-        "put_64_clients",
-        clients(&endpoint, CLIENTS).await,
-        OPS_MANY_CLIENTS,
-        move |mut c, i| {
-            let v = Arc::clone(&v);
-            async move {
-                c.put(format!("many/{i}"), v.as_slice(), None)
-                    .await
-                    .expect("put");
-            }
-        },
-    )
-    .await;
-
-    run(
-        "get_linearizable_64_clients",
-        clients(&endpoint, CLIENTS).await,
-        OPS_MANY_CLIENTS,
-        |mut c, i| async move {
-            c.get(format!("many/{i}"), None).await.expect("get");
-        },
-    )
-    .await;
-
-    run(
-        "get_serializable_64_clients",
-        clients(&endpoint, CLIENTS).await,
-        OPS_MANY_CLIENTS,
-        |mut c, i| async move {
-            c.get(
-                format!("many/{i}"),
-                Some(GetOptions::new().with_serializable()),
+        }
+    };
+    match name {
+        "put_1_client" => {
+            run(
+                name,
+                clients(endpoint, 1).await,
+                PUTS_ONE_CLIENT,
+                put("one/", 0),
             )
             .await
-            .expect("get");
-        },
-    )
-    .await;
-
-    watch_fan_out(&endpoint).await;
-
-    let v = Arc::clone(&value);
-    run(
-        "fill_100k_keys",
-        clients(&endpoint, CLIENTS).await,
-        RSS_KEYS,
-        move |mut c, i| {
-            let v = Arc::clone(&v);
-            async move {
-                c.put(format!("rss/{i:06}"), v.as_slice(), None)
+        }
+        "put_64_clients" => {
+            run(
+                name,
+                clients(endpoint, CLIENTS).await,
+                OPS_MANY_CLIENTS,
+                put("many/", 0),
+            )
+            .await;
+        }
+        "get_linearizable_64_clients" => {
+            run(
+                name,
+                clients(endpoint, CLIENTS).await,
+                OPS_MANY_CLIENTS,
+                |mut c, i| async move {
+                    c.get(format!("many/{i}"), None).await.expect("get");
+                },
+            )
+            .await;
+        }
+        "get_serializable_64_clients" => {
+            run(
+                name,
+                clients(endpoint, CLIENTS).await,
+                OPS_MANY_CLIENTS,
+                |mut c, i| async move {
+                    c.get(
+                        format!("many/{i}"),
+                        Some(GetOptions::new().with_serializable()),
+                    )
                     .await
-                    .expect("put");
-            }
-        },
-    )
-    .await;
-    println!("rss_kib {}", rss_kib(pid));
+                    .expect("get");
+                },
+            )
+            .await;
+        }
+        "watch_fanout" => watch_fan_out(endpoint).await,
+        "rss" => {
+            run(
+                "fill_100k_keys",
+                clients(endpoint, CLIENTS).await,
+                RSS_KEYS,
+                put("rss/", 6),
+            )
+            .await;
+            println!("rss_kib {}", rss_kib(pid));
+        }
+        _ => unreachable!("checked against SCENARIOS"),
+    }
 }

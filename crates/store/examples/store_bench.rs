@@ -34,14 +34,40 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-fn report(name: &str, ops: usize, elapsed: Duration, mut lat: Vec<Duration>) {
+/// The single server measured (`store_bench ENDPOINT SERVER_PID`): its CPU time per operation
+/// is reported too, a figure less shaken than throughput by other work on a shared machine.
+static SERVER_PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// User + system CPU time the measured server has used so far, if there is one.
+fn server_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", SERVER_PID.get()?)).ok()?;
+    // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // /proc counts in USER_HZ, which is 100 on Linux whatever the kernel's tick rate.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Prints `name ops_per_sec p50_ms p99_ms`, and with a measured server its CPU µs per op.
+fn report(
+    name: &str,
+    ops: usize,
+    elapsed: Duration,
+    mut lat: Vec<Duration>,
+    cpu_before: Option<Duration>,
+) {
     lat.sort_unstable();
-    println!(
+    let mut line = format!(
         "{name} {:.0} {:.3} {:.3}",
         ops as f64 / elapsed.as_secs_f64(),
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+    if let (Some(before), Some(after)) = (cpu_before, server_cpu()) {
+        let per_op = after.saturating_sub(before).as_secs_f64() * 1e6 / ops.max(1) as f64;
+        line.push_str(&format!(" {per_op:.1}"));
+    }
+    println!("{line}");
 }
 
 async fn clients(endpoint: &str, n: usize) -> Vec<Client> {
@@ -60,6 +86,7 @@ where
 {
     let n = clients.len();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let cpu_before = server_cpu();
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
@@ -83,7 +110,7 @@ where
     }
     let elapsed = start.elapsed();
     let lat = std::mem::take(&mut *latencies.lock().await);
-    report(name, total, elapsed, lat);
+    report(name, total, elapsed, lat, cpu_before);
 }
 
 fn rss_kib(pid: &str) -> u64 {
@@ -148,7 +175,7 @@ async fn watch_fan_out(endpoint: &str) {
         lat.extend(r.await.expect("reader"));
     }
     let delivered = lat.len();
-    report("watch_fanout_events", delivered, start.elapsed(), lat);
+    report("watch_fanout_events", delivered, start.elapsed(), lat, None);
 }
 
 /// 64 clients, client i connected to member i mod n: 20,000 puts, then 20,000 linearizable
@@ -321,6 +348,7 @@ async fn main() {
         eprintln!("usage: store_bench ENDPOINT SERVER_PID [SCENARIO...]");
         std::process::exit(2);
     };
+    let _ = SERVER_PID.set(pid.clone());
     let wanted: Vec<&str> = args[3..].iter().map(String::as_str).collect();
     let wanted = if wanted.is_empty() {
         SCENARIOS.to_vec()

@@ -315,6 +315,33 @@ async fn a_followers_concurrent_writes_and_reads_share_batches_but_get_their_own
     }
 }
 
+/// A leader that cannot hear a quorum any more serves no linearizable read: it retries its
+/// leadership check for an election timeout, then answers "request timed out" (ADR 0704) —
+/// not a stale value, and not "leader changed", which it cannot know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_without_its_quorum_times_out_linearizable_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(dir.path());
+    for m in &mut members {
+        m.start();
+    }
+    let l = leader(&members).await;
+    let endpoint = members[l].endpoint();
+    put(&endpoint, "before").await;
+    for i in 1..MEMBERS {
+        members[(l + i) % MEMBERS].stop().await;
+    }
+    let mut c = client(&endpoint).await;
+    let err = c.get("before", None).await.expect_err("no quorum, no read");
+    assert!(err.to_string().contains("request timed out"), "{err}");
+    let local = c
+        .get("before", Some(GetOptions::new().with_serializable()))
+        .await
+        .expect("a serializable read stays local");
+    assert_eq!(local.kvs().len(), 1);
+    members[l].stop().await;
+}
+
 /// Runs Debian's etcdctl (API v3) against `endpoint`: its exit status and stdout + stderr.
 async fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new("/usr/bin/etcdctl")

@@ -20,8 +20,12 @@ use crate::error::EtcdError;
 use crate::peer::Peers;
 use crate::raft::codec::command_len;
 
-/// Batches on their way to the leader at once, per follower.
-const IN_FLIGHT: usize = 2;
+/// Batches on their way to the leader at once, per follower. Measured (bench/cluster/RESULTS.md,
+/// 2026-11-29 05:20): with 1 or 2 a follower's writes answered together came back together,
+/// the first was sent alone and the rest waited for it, missing the leader's next log entry
+/// (puts 0.62–0.63× etcd); with 64 each send takes whatever gathered while the previous one
+/// was being sent, and puts were 0.72–0.84×.
+const IN_FLIGHT: usize = 64;
 
 type Reply = oneshot::Sender<Result<ApplyOutput, EtcdError>>;
 
@@ -44,19 +48,13 @@ struct Queue {
 pub struct Forwarder {
     peers: Peers,
     queue: Arc<Mutex<Queue>>,
-    in_flight: usize,
 }
 
 impl Forwarder {
     pub fn new(peers: Peers) -> Self {
-        let in_flight = std::env::var("BERTH_FORWARD_IN_FLIGHT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(IN_FLIGHT);
         Self {
             peers,
             queue: Arc::default(),
-            in_flight,
         }
     }
 
@@ -70,7 +68,7 @@ impl Forwarder {
                 command,
                 reply,
             });
-            let start = queue.in_flight < self.in_flight;
+            let start = queue.in_flight < IN_FLIGHT;
             if start {
                 queue.in_flight += 1;
             }

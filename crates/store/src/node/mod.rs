@@ -3,8 +3,10 @@
 //! machine adapter, which applies them, commits their state and publishes them here. Only then
 //! are clients answered and watch events sent. Reads see only applied (hence durable) revisions.
 
+mod forward;
 mod members;
 mod proposer;
+mod read_index;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::proto::{PbEvent, PbResponseHeader};
 use openraft::BasicNode;
-use openraft::error::{InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -209,6 +211,12 @@ pub struct Node {
     shared: Arc<Shared>,
     raft: Raft,
     proposals: mpsc::Sender<proposer::Proposal>,
+    /// A follower's writes on their way to the leader, in batches.
+    forwarder: forward::Forwarder,
+    /// Read-index rounds: the leader's quorum rounds (its own reads' and the followers'
+    /// ReadIndex RPCs), and a follower's ReadIndex RPCs to the leader (ADR 0704).
+    leader_reads: read_index::Coalescer,
+    forwarded_reads: read_index::Coalescer,
     /// Channels to the other members: raft's and forwarding's.
     peers: Peers,
     /// Stops the peer server.
@@ -301,6 +309,9 @@ impl Node {
             shared,
             raft,
             proposals,
+            forwarder: forward::Forwarder::new(peers.clone()),
+            leader_reads: read_index::Coalescer::default(),
+            forwarded_reads: read_index::Coalescer::default(),
             peers,
             peer_stop,
             peer_tasks: Mutex::new(Vec::new()),
@@ -409,8 +420,33 @@ impl Node {
     pub async fn propose(&self, command: Command) -> Result<ApplyOutput, EtcdError> {
         match self.leader().await? {
             Leader::ThisMember => self.propose_as_leader(command).await,
-            Leader::Other(url) => self.peers.propose(&url, &command).await,
+            Leader::Other(url) => self.forwarder.propose(url, command).await,
         }
+    }
+
+    /// Proposes a follower's forwarded batch on this member only (refused as a whole if it
+    /// does not lead): all go to the proposer at once, and each gets its own answer.
+    pub(crate) async fn propose_batch_as_leader(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<ApplyOutput, EtcdError>>, EtcdError> {
+        if !self.is_leader() {
+            return Err(EtcdError::LeaderChanged);
+        }
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            let (reply, rx) = oneshot::channel();
+            self.proposals
+                .send(proposer::Proposal { command, reply })
+                .await
+                .map_err(|_| EtcdError::Stopped)?;
+            answers.push(rx);
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for rx in answers {
+            results.push(rx.await.unwrap_or(Err(EtcdError::Stopped)));
+        }
+        Ok(results)
     }
 
     /// Proposes a write on this member only; refused if it does not lead.
@@ -431,11 +467,18 @@ impl Node {
 
     /// Waits until this member has applied everything committed before the call, as confirmed
     /// by the leader's leadership (raft's read index, asked of the leader by a follower): a
-    /// read after it is linearizable.
+    /// read after it is linearizable. Rounds are shared by every read waiting for one, and a
+    /// read only takes the index of a round that started after it arrived (ADR 0704).
     pub async fn linearize(&self) -> Result<(), EtcdError> {
         let index = match self.leader().await? {
             Leader::ThisMember => self.read_index_as_leader().await?,
-            Leader::Other(url) => self.peers.read_index(&url).await?,
+            Leader::Other(_) => {
+                let (raft, peers) = (self.raft.clone(), self.peers.clone());
+                let (me, retry) = (self.member_id, self.read_retry());
+                self.forwarded_reads
+                    .read_index(move || forwarded_round(raft.clone(), peers.clone(), me, retry))
+                    .await?
+            }
         };
         self.raft
             .wait(Some(FORWARD_TIMEOUT))
@@ -445,18 +488,18 @@ impl Node {
             .map_err(|_| EtcdError::Timeout)
     }
 
-    /// The read index, confirmed by a quorum; refused if this member does not lead.
+    /// The read index, confirmed by a quorum in a round shared with every read waiting for one;
+    /// refused if this member does not lead.
     pub(crate) async fn read_index_as_leader(&self) -> Result<u64, EtcdError> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(read.map_or(0, |id| id.index)),
-            Err(err) => {
-                tracing::debug!(%err, "read index refused");
-                Err(match err {
-                    RaftError::APIError(_) => EtcdError::LeaderChanged,
-                    RaftError::Fatal(_) => EtcdError::Stopped,
-                })
-            }
-        }
+        let (raft, retry) = (self.raft.clone(), self.read_retry());
+        self.leader_reads
+            .read_index(move || leader_round(raft.clone(), retry))
+            .await
+    }
+
+    /// How long a leader retries a read-index round that heard too few members in time.
+    fn read_retry(&self) -> Duration {
+        Duration::from_millis(self.config.election_timeout_ms)
     }
 
     /// Renews lease `id` on the leader's lease clock: the TTL granted again, or 0 for a lease
@@ -647,6 +690,58 @@ impl Node {
         let state = self.shared.state_read();
         let view = StateView { state: &state };
         self.shared.hub.watch(stream, id, spec, &view, tx)
+    }
+}
+
+/// One read-index round on the leader: openraft's `get_read_log_id`, which confirms leadership
+/// with a heartbeat to every voter, each allowed one heartbeat interval. A round that heard too
+/// few of them in time (a loaded machine, a slow disk) proves nothing either way, so it is
+/// tried again, for up to `retry`; only a member that learns it no longer leads says "leader
+/// changed", one that cannot confirm it says "request timed out".
+async fn leader_round(raft: Raft, retry: Duration) -> Result<u64, EtcdError> {
+    let deadline = Instant::now() + retry;
+    loop {
+        match raft.get_read_log_id().await {
+            Ok((read, _applied)) => return Ok(read.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(err))) => {
+                tracing::debug!(%err, "read index round heard too few members; again");
+                if Instant::now() >= deadline {
+                    return Err(EtcdError::Timeout);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(RaftError::APIError(err)) => {
+                tracing::debug!(%err, "read index refused");
+                return Err(EtcdError::LeaderChanged);
+            }
+            Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+        }
+    }
+}
+
+/// One read-index round on a follower: a ReadIndex RPC to the member that leads when the round
+/// starts (or its own quorum round, if that is now this member).
+async fn forwarded_round(
+    raft: Raft,
+    peers: Peers,
+    me: u64,
+    retry: Duration,
+) -> Result<u64, EtcdError> {
+    let url = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        match metrics.current_leader {
+            None => return Err(EtcdError::NoLeader),
+            Some(leader) if leader == me => None,
+            Some(leader) => match metrics.membership_config.membership().get_node(&leader) {
+                Some(node) => Some(node.addr.clone()),
+                None => return Err(EtcdError::NoLeader),
+            },
+        }
+    };
+    match url {
+        Some(url) => peers.read_index(&url).await,
+        None => leader_round(raft, retry).await,
     }
 }
 

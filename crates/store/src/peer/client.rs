@@ -59,22 +59,45 @@ impl Peers {
             .max_encoding_message_size(MAX_PEER_MESSAGE))
     }
 
-    /// Hands a write to the leader at `url` and returns its answer.
-    pub async fn propose(&self, url: &str, command: &Command) -> Result<ApplyOutput, EtcdError> {
+    /// Hands `commands` to the leader at `url` as one batch and returns its answer to each, in
+    /// order. A batch that fails on the way fails as a whole, as one forwarded write would.
+    pub async fn propose_batch(
+        &self,
+        url: &str,
+        commands: &[&Command],
+    ) -> Result<Vec<Result<ApplyOutput, EtcdError>>, EtcdError> {
         let mut client = self.client(url).map_err(|_| EtcdError::NoLeader)?;
-        let mut bytes = Vec::with_capacity(codec::command_len(command));
-        codec::encode_command(command, &mut bytes);
+        let commands = commands
+            .iter()
+            .map(|command| {
+                let mut bytes = Vec::with_capacity(codec::command_len(command));
+                codec::encode_command(command, &mut bytes);
+                bytes
+            })
+            .collect::<Vec<_>>();
+        let sent = commands.len();
         let reply = client
-            .propose(request(
-                proto::ProposeRequest { command: bytes },
+            .propose_batch(request(
+                proto::ProposeBatchRequest { commands },
                 FORWARD_TIMEOUT,
             ))
             .await
-            .map_err(forward_error)?;
-        codec::decode_output(&reply.into_inner().output).map_err(|err| {
-            tracing::warn!(%err, url, "leader answered a forwarded write with bad bytes");
-            EtcdError::LeaderChanged
-        })
+            .map_err(forward_error)?
+            .into_inner();
+        if reply.outcomes.len() != sent {
+            tracing::warn!(
+                url,
+                sent,
+                answered = reply.outcomes.len(),
+                "leader answered a forwarded batch with another number of outcomes"
+            );
+            return Err(EtcdError::LeaderChanged);
+        }
+        Ok(reply
+            .outcomes
+            .into_iter()
+            .map(|outcome| wire::propose_outcome_back(outcome, url))
+            .collect())
     }
 
     /// Asks the leader at `url` for the index a linearizable read must see applied.
@@ -145,7 +168,7 @@ fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
 
 /// A failed forward: an etcd error the leader sent is passed on; anything else means the
 /// leader is gone or changed, which a client retries (the write's outcome is unknown).
-fn forward_error(status: tonic::Status) -> EtcdError {
+pub(super) fn forward_error(status: tonic::Status) -> EtcdError {
     match status.code() {
         tonic::Code::Unavailable if status.message() == EtcdError::NoLeader.to_string() => {
             EtcdError::NoLeader

@@ -86,6 +86,27 @@ impl Peer for PeerService {
         }))
     }
 
+    async fn propose_batch(
+        &self,
+        request: Request<proto::ProposeBatchRequest>,
+    ) -> Result<Response<proto::ProposeBatchReply>, Status> {
+        let commands = request
+            .get_ref()
+            .commands
+            .iter()
+            .map(|bytes| codec::decode_command(bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad_request)?;
+        // Answered by this member only, as a lone Propose; each write gets its own answer.
+        let results = self.node.propose_batch_as_leader(commands).await?;
+        Ok(Response::new(proto::ProposeBatchReply {
+            outcomes: results
+                .iter()
+                .map(|result| wire::propose_outcome(result.as_ref().map_err(|e| *e)))
+                .collect(),
+        }))
+    }
+
     async fn read_index(
         &self,
         _: Request<proto::ReadIndexRequest>,

@@ -7,6 +7,8 @@ use openraft::raft::{
 
 use super::proto;
 use super::proto::append_entries_reply::Outcome;
+use crate::apply::ApplyOutput;
+use crate::error::EtcdError;
 use crate::node::MemberChange;
 use crate::raft::TypeConfig;
 use crate::raft::codec::{self, DecodeError};
@@ -51,6 +53,38 @@ pub fn member_change_back(
             msg.kind
         ))),
     }
+}
+
+/// A leader's answer to one command of a forwarded batch: its output, or the refusal it would
+/// have answered a lone Propose of it with.
+pub fn propose_outcome(result: Result<&ApplyOutput, EtcdError>) -> proto::ProposeOutcome {
+    match result {
+        Ok(output) => proto::ProposeOutcome {
+            output: codec::encode_output(output),
+            ..proto::ProposeOutcome::default()
+        },
+        Err(err) => proto::ProposeOutcome {
+            output: Vec::new(),
+            code: err.code() as i32,
+            message: err.to_string(),
+        },
+    }
+}
+
+/// The follower's side of [`propose_outcome`]: a refusal means what the same status on a lone
+/// Propose means.
+pub fn propose_outcome_back(
+    outcome: proto::ProposeOutcome,
+    url: &str,
+) -> Result<ApplyOutput, EtcdError> {
+    if outcome.code != 0 {
+        let status = tonic::Status::new(tonic::Code::from(outcome.code), outcome.message);
+        return Err(super::client::forward_error(status));
+    }
+    codec::decode_output(&outcome.output).map_err(|err| {
+        tracing::warn!(%err, url, "leader answered a forwarded write with bad bytes");
+        EtcdError::LeaderChanged
+    })
 }
 
 pub fn append_request(rpc: &AppendEntriesRequest<TypeConfig>) -> proto::AppendEntriesRequest {

@@ -45,6 +45,61 @@ fn run_detached(daemon: &Daemon, args: &[&str]) -> String {
     id
 }
 
+/// Runs `count` detached containers from `clients` threads at once, container `n` made with
+/// `args(n)`; their ids, in no particular order.
+fn run_concurrently(
+    daemon: &Daemon,
+    count: usize,
+    clients: usize,
+    args: impl Fn(usize) -> Vec<String> + Sync,
+) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..clients)
+            .map(|client| {
+                let args = &args;
+                scope.spawn(move || {
+                    (client..count)
+                        .step_by(clients)
+                        .map(|n| {
+                            let args = args(n);
+                            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                            run_detached(daemon, &args)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a client"))
+            .collect()
+    })
+}
+
+/// `rm -f` of every one of `ids`, from `clients` threads at once.
+fn remove_concurrently(daemon: &Daemon, ids: &[String], clients: usize) {
+    std::thread::scope(|scope| {
+        for chunk in ids.chunks(ids.len().div_ceil(clients).max(1)) {
+            scope.spawn(move || {
+                for id in chunk {
+                    daemon.ok(&["rm", "-f", id]);
+                }
+            });
+        }
+    });
+}
+
+/// The ids `ps -a` lists, sorted.
+fn all_ids(daemon: &Daemon) -> Vec<String> {
+    let mut ids: Vec<String> = daemon
+        .ok(&["ps", "-a", "-q", "--no-trunc"])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// `berth inspect NAME`, the one object of its array.
 fn inspect(daemon: &Daemon, name: &str) -> Value {
     let out = daemon.ok(&["inspect", name]);

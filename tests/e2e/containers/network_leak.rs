@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::network::assert_no_network_state;
-use super::run_detached;
+use super::{all_ids, remove_concurrently, run_concurrently};
 use crate::support::daemon::{Daemon, IMAGE};
 
 const CONTAINERS: usize = 50;
@@ -26,56 +26,13 @@ fn args(n: usize) -> Vec<String> {
     args
 }
 
-fn all_ids(daemon: &Daemon) -> Vec<String> {
-    daemon
-        .ok(&["ps", "-a", "-q", "--no-trunc"])
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn remove_all(daemon: &Daemon, ids: &[String]) {
-    thread::scope(|scope| {
-        for chunk in ids.chunks(ids.len().div_ceil(CLIENTS).max(1)) {
-            scope.spawn(move || {
-                for id in chunk {
-                    daemon.ok(&["rm", "-f", id]);
-                }
-            });
-        }
-    });
-}
-
 #[test]
 fn fifty_bridged_containers_and_a_kill_9_while_starting_twenty_leave_no_network_behind() {
     let mut daemon = Daemon::start();
-    let ids: Vec<String> = thread::scope(|scope| {
-        let workers: Vec<_> = (0..CLIENTS)
-            .map(|client| {
-                let daemon = &daemon;
-                scope.spawn(move || {
-                    (client..CONTAINERS)
-                        .step_by(CLIENTS)
-                        .map(|n| {
-                            let args = args(n);
-                            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                            run_detached(daemon, &args)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a client"))
-            .collect()
-    });
-    let mut listed = all_ids(&daemon);
-    listed.sort_unstable();
-    let mut expected = ids.clone();
-    expected.sort_unstable();
-    assert_eq!(listed, expected);
-    remove_all(&daemon, &ids);
+    let mut ids = run_concurrently(&daemon, CONTAINERS, CLIENTS, args);
+    ids.sort_unstable();
+    assert_eq!(all_ids(&daemon), ids, "ps -a lists the fifty");
+    remove_concurrently(&daemon, &ids, CLIENTS);
     daemon.assert_empty();
     assert_no_network_state(&daemon, &ids, &[daemon.subnet()]);
 
@@ -110,7 +67,7 @@ fn fifty_bridged_containers_and_a_kill_9_while_starting_twenty_leave_no_network_
     daemon.spawn();
     let survivors = all_ids(&daemon);
     assert!(survivors.len() <= DURING_KILL, "{survivors:?}");
-    remove_all(&daemon, &survivors);
+    remove_concurrently(&daemon, &survivors, CLIENTS);
     daemon.assert_empty();
     let mut every = ids;
     every.extend(survivors);

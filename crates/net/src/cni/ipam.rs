@@ -131,14 +131,17 @@ impl Leases {
                     .ok_or(LeaseError::Exhausted(first, last))?
             }
         };
+        // Written beside it and hard-linked into place: the lease appears with its owner
+        // or not at all (an empty lease left by a kill would name no one GC could release).
         let path = self.dir.join(ip.to_string());
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| self.io(e))?;
+        let tmp = self.dir.join(format!(".{ip}.{}", std::process::id()));
+        let mut file = File::create(&tmp).map_err(|e| self.io(e))?;
         file.write_all(format!("{owner}\r\n{ifname}").as_bytes())
             .map_err(|e| self.io(e))?;
+        let linked = fs::hard_link(&tmp, &path);
+        // Best effort: a leftover temporary file is not a lease (its name is no address).
+        let _ = fs::remove_file(&tmp);
+        linked.map_err(|e| self.io(e))?;
         if wanted.is_none() {
             fs::write(self.dir.join(LAST_RESERVED), ip.to_string()).map_err(|e| self.io(e))?;
         }

@@ -39,9 +39,10 @@ const CODE_VERSION: u64 = 1;
 const CODE_ENV: u64 = 4;
 const CODE_DECODE: u64 = 6;
 const CODE_CONFIG: u64 = 7;
-/// CNI's "try again later" class is 11; berth-bridge's kernel failures are its own code.
+/// berth-bridge's own codes (the spec leaves 100 and up to plugins): the kernel or the
+/// lease directory refused a step.
 pub const CODE_KERNEL: u64 = 101;
-/// CNI_IFNAME / an address the range does not have: the spec's "invalid config" class.
+/// No address could be leased: a wanted one outside the range or taken, or none left.
 const CODE_IPAM: u64 = 102;
 
 /// What one invocation is about.

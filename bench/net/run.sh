@@ -229,7 +229,7 @@ for line in open(log, errors="replace"):
     if m:
         runs.setdefault((m.group(1), m.group(2)), []).append(float(m.group(3)))
 if runs:
-    print("\nberth's CNI plugin invocations (one per container and command; berth-nat in process):")
+    print("\nberth's CNI plugin invocations (one per container and command; berth-bridge and berth-nat in process):")
     print()
     print("| plugin | command | calls | median ms | max ms |")
     print("|---|---|---:|---:|---:|")

@@ -457,36 +457,62 @@ impl ContainerManager {
         config_values: &HashMap<ConfigKey, Vec<u8>>,
     ) -> Result<ContainerRecord> {
         let internal = |e: &dyn std::fmt::Display| AgentError::Internal(e.to_string());
-        let rootfs = self
-            .images
-            .prepare_rootfs(id.as_str(), image)
-            .map_err(|e| internal(&e))?;
-        rootfs.mount().map_err(|e| internal(&e))?;
-        for config in &parsed.configs {
-            let value = config_values
-                .get(&config.key)
-                .map_or(&[][..], Vec::as_slice);
-            berth_config::place::write_atomic(&rootfs.target, &config.target, value, config.mode)
-                .map_err(|e| AgentError::BadRequest(format!("config {}: {e}", config.key)))?;
-        }
-        let users =
-            UserDb::load(&rootfs.target).map_err(|e| AgentError::BadRequest(e.to_string()))?;
         let dir = self.state_dir(id);
         std::fs::create_dir(dir.path()).map_err(|e| internal(&e))?;
         let mut options = parsed.options.clone();
-        if let Some(bridge) = &parsed.bridge {
-            let hostname = options
-                .hostname
-                .as_ref()
-                .map_or_else(|| id.short().to_owned(), |h| h.as_str().to_owned());
-            let mut bridge = bridge.clone();
-            bridge.aliases.insert(0, name.to_owned());
-            if bridge.publish_all {
-                let exposed = crate::network::exposed_ports(image_config, &bridge.ports)?;
-                bridge.ports.extend(exposed);
-            }
-            let netns = self.networks.setup(id, &hostname, &bridge, dir.path())?;
-            options.network = berth_runtime::NetworkMode::Join(netns);
+        // The network (sandbox, CNI ADD, hosts files) and the rootfs need nothing of each
+        // other: both are made at once. Whichever fails, the caller's cleanup
+        // (`remove_files`) undoes both.
+        let hostname = options
+            .hostname
+            .as_ref()
+            .map_or_else(|| id.short().to_owned(), |h| h.as_str().to_owned());
+        let dir_path = dir.path();
+        let (made_rootfs, netns) = std::thread::scope(|scope| {
+            let network = parsed.bridge.as_ref().map(|bridge| {
+                let hostname = &hostname;
+                scope.spawn(move || {
+                    let mut bridge = bridge.clone();
+                    bridge.aliases.insert(0, name.to_owned());
+                    if bridge.publish_all {
+                        let exposed = crate::network::exposed_ports(image_config, &bridge.ports)?;
+                        bridge.ports.extend(exposed);
+                    }
+                    self.networks.setup(id, hostname, &bridge, dir_path)
+                })
+            });
+            let made_rootfs = (|| -> Result<_> {
+                let rootfs = self
+                    .images
+                    .prepare_rootfs(id.as_str(), image)
+                    .map_err(|e| internal(&e))?;
+                rootfs.mount().map_err(|e| internal(&e))?;
+                for config in &parsed.configs {
+                    let value = config_values
+                        .get(&config.key)
+                        .map_or(&[][..], Vec::as_slice);
+                    berth_config::place::write_atomic(
+                        &rootfs.target,
+                        &config.target,
+                        value,
+                        config.mode,
+                    )
+                    .map_err(|e| AgentError::BadRequest(format!("config {}: {e}", config.key)))?;
+                }
+                let users = UserDb::load(&rootfs.target)
+                    .map_err(|e| AgentError::BadRequest(e.to_string()))?;
+                Ok((rootfs, users))
+            })();
+            let netns = network.map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(internal(&"the network setup panicked")))
+            });
+            (made_rootfs, netns)
+        });
+        let (rootfs, users) = made_rootfs?;
+        if let Some(netns) = netns {
+            options.network = berth_runtime::NetworkMode::Join(netns?);
             for (file, target) in [
                 (HOSTS_FILE, "/etc/hosts"),
                 (RESOLV_FILE, "/etc/resolv.conf"),

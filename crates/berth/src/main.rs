@@ -76,14 +76,23 @@ pub struct Globals {
 }
 
 fn main() -> ExitCode {
-    // Called as `berth-nat` (a symlink in a CNI plugin directory): berth's own CNI plugin,
-    // speaking the CNI protocol on its environment, stdin and stdout (docs/adr/0502).
-    if std::env::args_os()
+    // Called as `berth-nat` or `berth-bridge` (a symlink in a CNI plugin directory): berth's
+    // own CNI plugins, speaking the CNI protocol on their environment, stdin and stdout
+    // (docs/adr/0502, 0503).
+    let arg0 = std::env::args_os()
         .next()
-        .and_then(|arg0| PathBuf::from(arg0).file_name().map(|n| n.to_owned()))
-        .is_some_and(|name| name == berth_net::cni::nat::PLUGIN)
-    {
-        return ExitCode::from(u8::try_from(berth_net::cni::nat::main_from_env()).unwrap_or(1));
+        .and_then(|arg0| PathBuf::from(arg0).file_name().map(|n| n.to_owned()));
+    if let Some(name) = arg0 {
+        let plugin = if name == berth_net::cni::nat::PLUGIN {
+            Some(berth_net::cni::nat::main_from_env as fn() -> i32)
+        } else if name == berth_net::cni::bridge::PLUGIN {
+            Some(berth_net::cni::bridge::main_from_env as fn() -> i32)
+        } else {
+            None
+        };
+        if let Some(plugin) = plugin {
+            return ExitCode::from(u8::try_from(plugin()).unwrap_or(1));
+        }
     }
     let cli = Cli::parse();
     // The servers keep Rust's ignored SIGPIPE: a write to a connection its peer reset (tokio

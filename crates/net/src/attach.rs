@@ -334,12 +334,23 @@ impl<E: CniExec> Networks<E> {
                 protocol: crate::Protocol::Tcp,
             });
         }
-        self.chain
-            .del(&conflist, &inv, &rt, prev.as_ref())
-            .map_err(|source| NetError::Cni {
-                network: record.network.clone(),
-                source,
-            })?;
+        let own = conflist["plugins"].as_array().is_some_and(|plugins| {
+            plugins.iter().all(|p| {
+                p["type"] == crate::cni::bridge::PLUGIN || p["type"] == crate::cni::nat::PLUGIN
+            })
+        });
+        let deleted = if own {
+            // berth's own plugins' DELs need nothing of each other: their kernel waits
+            // (the veth's teardown, the nftables commit) overlap.
+            self.chain
+                .del_concurrently(&conflist, &inv, &rt, prev.as_ref())
+        } else {
+            self.chain.del(&conflist, &inv, &rt, prev.as_ref())
+        };
+        deleted.map_err(|source| NetError::Cni {
+            network: record.network.clone(),
+            source,
+        })?;
         tracing::info!(container = %record.container.short(), network = %record.network, "detached");
         Ok(())
     }

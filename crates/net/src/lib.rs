@@ -2,7 +2,8 @@
 //!
 //! What it is for: every container gets its own network namespace (a *sandbox*, pinned
 //! under berth's run directory) attached to one or more *networks*. A network is a CNI
-//! configuration list (bridge + host-local + berth's own `berth-nat`, [`cni::nat`]) stored
+//! configuration list (berth's own `berth-bridge`, [`cni::bridge`], and `berth-nat`,
+//! [`cni::nat`], both run in process; Debian's plugins for chains that name them) stored
 //! under berth's root; the CNI plugins do the kernel work. The default network `berth` (bridge `berth0`,
 //! 10.88.0.0/16) exists from the first start.
 //!
@@ -74,6 +75,7 @@ mod port;
 pub mod portcheck;
 mod record;
 pub mod routes;
+mod rtnl;
 mod store;
 mod subnet;
 mod teardown;

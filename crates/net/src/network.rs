@@ -1,12 +1,13 @@
 //! A network definition and its CNI configuration list.
 //!
-//! Every berth network is the same chain: `bridge` (the host bridge is the gateway;
-//! `host-local` hands out addresses, its leases kept under berth's root) and `berth-nat`
+//! Every berth network is the same chain: `berth-bridge` (berth's own, in process,
+//! [`crate::cni::bridge`]: the host bridge is the gateway, addresses leased in host-local's
+//! layout under berth's root) and `berth-nat`
 //! (berth's own plugin, [`crate::cni::nat`]: outbound masquerade, published ports from the
 //! `portMappings` capability, isolation between networks, all in nftables in one
-//! transaction). Networks written by earlier versions chain Debian's `portmap` and
-//! `firewall` instead (and `ipMasq` on the bridge); they keep working, as would any chain a
-//! user writes. The conflist on disk is the source of truth: [`Network::from_conflist`]
+//! transaction). Networks written by earlier versions chain Debian's `bridge` (with
+//! `host-local`), and before that `portmap` and `firewall` (and `ipMasq` on the bridge);
+//! they keep working, as would any chain a user writes. The conflist on disk is the source of truth: [`Network::from_conflist`]
 //! reads back what [`Network::to_conflist`] wrote.
 
 use std::net::Ipv4Addr;
@@ -41,19 +42,15 @@ impl Network {
             "name": self.name.as_str(),
             "plugins": [
                 {
-                    "type": "bridge",
+                    "type": crate::cni::bridge::PLUGIN,
                     "bridge": self.bridge,
-                    "isGateway": true,
-                    "ipMasq": false,
                     "hairpinMode": true,
                     "capabilities": { "ips": true },
                     "ipam": {
-                        "type": "host-local",
                         "ranges": [[{
                             "subnet": self.subnet.to_string(),
                             "gateway": self.gateway().to_string(),
                         }]],
-                        "routes": [{ "dst": "0.0.0.0/0" }],
                         "dataDir": ipam_dir.to_string_lossy(),
                     },
                 },
@@ -76,7 +73,11 @@ impl Network {
             .map_err(|e| format!("{e}"))?;
         let bridge_plugin = conflist["plugins"]
             .as_array()
-            .and_then(|plugins| plugins.iter().find(|p| p["type"] == "bridge"))
+            .and_then(|plugins| {
+                plugins
+                    .iter()
+                    .find(|p| p["type"] == "bridge" || p["type"] == crate::cni::bridge::PLUGIN)
+            })
             .ok_or("no bridge plugin")?;
         let bridge = bridge_plugin["bridge"]
             .as_str()
@@ -112,7 +113,7 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().expect("type"))
             .collect();
-        assert_eq!(types, ["bridge", "berth-nat"]);
+        assert_eq!(types, ["berth-bridge", "berth-nat"]);
         assert_eq!(
             conflist["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
             "10.88.0.1"

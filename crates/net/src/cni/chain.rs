@@ -110,6 +110,50 @@ impl<E: CniExec> Chain<E> {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// DEL of every plugin at once, each on its own thread, each given `prev`: for chains
+    /// whose plugins keep no state the others' DEL needs (berth's own `berth-bridge` and
+    /// `berth-nat`: the veth and lease, and the nftables rules keyed by container id), so
+    /// their kernel waits overlap. Every plugin is called; the first error (in chain order,
+    /// reversed) is returned.
+    pub fn del_concurrently(
+        &self,
+        conflist: &Value,
+        inv: &Invocation,
+        rt: &RuntimeConfig,
+        prev: Option<&Value>,
+    ) -> Result<(), CniError> {
+        let configs = plugins(conflist)?
+            .iter()
+            .rev()
+            .map(|plugin| plugin_config(conflist, plugin, prev, rt))
+            .collect::<Result<Vec<_>, _>>()?;
+        let answers: Vec<Result<Vec<u8>, CniError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = configs
+                .iter()
+                .map(|(kind, config)| {
+                    scope.spawn(move || self.exec.exec(kind, Command::Del, inv, config))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(&configs)
+                .map(|(handle, (kind, _))| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(CniError::Spawn {
+                            plugin: kind.clone(),
+                            command: Command::Del,
+                            reason: "its thread panicked".to_owned(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        answers
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
     /// CHECK: every plugin in order, each given the ADD result; the first failure is returned.
     pub fn check(
         &self,
@@ -306,6 +350,30 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("gone"));
         assert_eq!(fake.calls().len(), 3);
+    }
+
+    #[test]
+    fn concurrent_del_calls_every_plugin_with_the_add_result_and_reports_a_failure() {
+        let fake = FakeExec::default();
+        fake.fail("portmap", Command::Del, 11, "busy");
+        let chain = Chain::new(fake.clone());
+        let prev = json!({"cniVersion": "1.0.0", "ips": []});
+        let err = chain
+            .del_concurrently(&conflist(), &inv(), &rt(), Some(&prev))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CNI plugin portmap DEL failed (code 11): busy"
+        );
+        let calls = fake.calls();
+        let mut plugins: Vec<_> = calls.iter().map(|c| c.plugin.as_str()).collect();
+        plugins.sort_unstable();
+        assert_eq!(plugins, ["bridge", "firewall", "portmap"]);
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.command == Command::Del && c.config["prevResult"] == prev)
+        );
     }
 
     #[test]

@@ -86,16 +86,25 @@ impl PluginExec {
         invocation: &Invocation,
         config: &[u8],
     ) -> Result<Vec<u8>, CniError> {
-        if plugin == super::nat::PLUGIN {
-            // berth's own plugin runs in process: the same code the `berth-nat` binary runs,
-            // without an exec of the berth binary for every ADD and DEL.
-            return super::nat::invoke(
+        // berth's own plugins run in process: the same code the `berth-nat` and
+        // `berth-bridge` binaries run, without an exec of the berth binary for every ADD
+        // and DEL.
+        let own = match plugin {
+            super::nat::PLUGIN => Some(super::nat::invoke(
                 &command.to_string(),
                 invocation,
                 config,
                 &super::nat::NftExec,
-            )
-            .map_err(|f| CniError::Plugin {
+            )),
+            super::bridge::PLUGIN => Some(super::bridge::invoke(
+                &command.to_string(),
+                invocation,
+                config,
+            )),
+            _ => None,
+        };
+        if let Some(answer) = own {
+            return answer.map_err(|f| CniError::Plugin {
                 plugin: plugin.to_owned(),
                 command,
                 code: f.code,

@@ -19,9 +19,10 @@ pub struct FakeCall {
     pub result: Value,
 }
 
-/// The plugins the fake knows (Debian's and berth-nat); any other type is not found.
-const KNOWN_PLUGINS: [&str; 6] = [
+/// The plugins the fake knows (Debian's and berth's own); any other type is not found.
+const KNOWN_PLUGINS: [&str; 7] = [
     "bridge",
+    super::bridge::PLUGIN,
     "host-local",
     "portmap",
     "firewall",
@@ -35,7 +36,8 @@ struct State {
     failures: HashMap<(String, Command), (u64, String)>,
 }
 
-/// Plugins other than Debian's bridge, host-local, portmap, firewall, loopback and berth-nat are not
+/// Plugins other than Debian's bridge, host-local, portmap, firewall, loopback and berth's
+/// berth-bridge and berth-nat are not
 /// found. ADD answers the `prevResult` with the plugin's name appended to `interfaces`, or a
 /// fresh result with address 10.0.0.2/24 for the first plugin; other commands answer
 /// nothing. Failures are scripted per plugin and command.

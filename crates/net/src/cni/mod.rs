@@ -10,9 +10,11 @@
 //! [`nat`] is berth's own plugin (`berth-nat`, nftables in one transaction per ADD/DEL);
 //! `PluginExec` runs it in process rather than exec'ing the `berth` binary.
 
+pub mod bridge;
 mod chain;
 mod exec;
 mod fake;
+mod ipam;
 pub mod nat;
 
 use std::fmt;

@@ -198,6 +198,15 @@ fn version_json() -> Vec<u8> {
 /// Runs the plugin as a process: the `CNI_*` environment, the config on stdin, the result
 /// or error object on stdout. Returns the exit status.
 pub fn main_from_env() -> i32 {
+    run_as_process(|command, inv, config| invoke(command, inv, config, &NftExec))
+}
+
+/// Runs one of berth's plugins (`plugin` is its [`invoke`]) as a process: the `CNI_*`
+/// environment, the config on stdin, the result or error object on stdout. Returns the
+/// exit status.
+pub fn run_as_process(
+    plugin: impl Fn(&str, &Invocation, &[u8]) -> Result<Vec<u8>, Failure>,
+) -> i32 {
     let env = |key: &str| std::env::var(key).unwrap_or_default();
     let command = env("CNI_COMMAND");
     let mut config = Vec::new();
@@ -216,7 +225,7 @@ pub fn main_from_env() -> i32 {
         ifname: env("CNI_IFNAME"),
         args: env("CNI_ARGS"),
     };
-    match invoke(&command, &inv, &config, &NftExec) {
+    match plugin(&command, &inv, &config) {
         Ok(out) => {
             print_out(&out);
             0

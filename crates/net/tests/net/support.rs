@@ -76,7 +76,8 @@ impl Host {
     }
 
     /// Turns this host's network into the chain earlier berth versions wrote (and users may
-    /// write): `bridge` with `ipMasq`, Debian's `portmap` and `firewall`.
+    /// write): Debian's `bridge` (with `ipMasq`, exec'ing `host-local`), `portmap` and
+    /// `firewall`.
     pub fn use_debian_plugins(&self) {
         let path = self
             .root()
@@ -84,9 +85,20 @@ impl Host {
             .join(format!("{}.conflist", self.network.name));
         let mut conflist: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("conflist")).expect("json");
-        conflist["plugins"][0]["ipMasq"] = serde_json::json!(true);
+        let own = conflist["plugins"][0].clone();
+        let mut ipam = own["ipam"].clone();
+        ipam["type"] = serde_json::json!("host-local");
+        ipam["routes"] = serde_json::json!([{"dst": "0.0.0.0/0"}]);
         conflist["plugins"] = serde_json::json!([
-            conflist["plugins"][0].clone(),
+            {
+                "type": "bridge",
+                "bridge": own["bridge"],
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "capabilities": {"ips": true},
+                "ipam": ipam,
+            },
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
             {"type": "firewall", "backend": "iptables", "ingressPolicy": "same-bridge"},
         ]);

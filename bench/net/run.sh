@@ -13,7 +13,8 @@
 # CONTAINERS_CONF), and --ulimit flags within this machine's hard limits (see bench/run).
 # Host ports are picked free before each run; traffic stays on this machine.
 #
-# Environment: BENCH_RUNS (default 20), BENCH_NET_MB (default 512), BERTH_BIN (default
+# Environment: BENCH_RUNS (default 20), BENCH_NET_MB (default 512), BENCH_NET_REPS (transfers
+# per path, default 5), BERTH_BIN (default
 # target/release/berth), BENCH_TMPDIR (default /var/tmp), BENCH_OUT_DIR (keep raw samples
 # and logs there; default: inside the work dir, removed on exit).
 # Prints a markdown report on stdout. Not a test: nothing here asserts on time. Run as root.
@@ -25,6 +26,7 @@ repo="$(cd "$here/../.." && pwd)"
 source "$repo/bench/lib/busybox_rootfs.sh"
 runs="${BENCH_RUNS:-20}"
 megs="${BENCH_NET_MB:-512}"
+reps="${BENCH_NET_REPS:-5}"
 berth="${BERTH_BIN:-$repo/target/release/berth}"
 readonly image=bench/busybox:net
 
@@ -184,8 +186,18 @@ print(next(iter(networks.values()))["IPAddress"])')"
 }
 # Only the timed runs' plugin timings: the log up to here.
 cp "$out/daemon.log" "$out/daemon-runs.log"
-bridge_mbs="$(throughput bridge server)"
-host_mbs="$(throughput host 127.0.0.1)"
+# Alternating transfers, so that a change in the machine's load falls on both paths alike.
+bridge_mbs=""
+host_mbs=""
+for _ in $(seq 1 "$reps"); do
+	bridge_mbs+="$(throughput bridge server) "
+	host_mbs+="$(throughput host 127.0.0.1) "
+done
+# Bridged frames go through the host's iptables/nftables when br_netfilter is loaded and
+# this is 1 (docker and kube-proxy want it): then every rule of the host's FORWARD path
+# costs bridge throughput.
+nf_call="$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 'n/a (no br_netfilter)')"
+forward_rules="$(nft list ruleset 2>/dev/null | grep -cE '^\s+(iif|oif|ip |meta|ct |counter|jump|goto|accept|drop)' || true)"
 
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 cat <<REPORT
@@ -197,9 +209,9 @@ on each tool's default bridge network. $(nproc) CPUs,
 $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo).
 
 REPORT
-python3 - "$raw" "$bridge_mbs" "$host_mbs" "$megs" "$out/daemon-runs.log" <<'PY'
+python3 - "$raw" "$bridge_mbs" "$host_mbs" "$megs" "$out/daemon-runs.log" "$nf_call" "$forward_rules" <<'PY'
 import re, statistics, sys
-raw, bridge, host, megs, log = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+raw, bridge, host, megs, log, nf_call, rules = sys.argv[1:8]
 samples = {}
 for line in open(raw).read().splitlines()[1:]:
     _, tool, us = line.split("\t")
@@ -213,14 +225,22 @@ for tool in ("berth", "podman"):
 print()
 print(f"berth / podman: {med['berth'] / med['podman']:.2f} (goal ≤ 0.33)")
 print()
-print(f"Container-to-container TCP, busybox wget fetching {megs} MiB from busybox httpd (one run each):")
+bridge, host = bridge.split(), host.split()
+print(f"Container-to-container TCP, busybox wget fetching {megs} MiB from busybox httpd, "
+      f"{len(bridge)} transfers per path, alternating:")
 print()
-print("| path | MiB/s |")
-print("|---|---:|")
-print(f"| bridge (two bridged containers, by address) | {bridge} |")
-print(f"| host loopback (two --network host containers, 127.0.0.1) | {host} |")
-if bridge.isdigit() and host.isdigit():
-    print(f"\nbridge / loopback: {int(bridge) / int(host):.2f}")
+print("| path | median MiB/s | each |")
+print("|---|---:|---|")
+def median(values):
+    numbers = [int(v) for v in values if v.isdigit()]
+    return statistics.median(numbers) if numbers else None
+for name, values in (("bridge (two bridged containers, by address)", bridge),
+                     ("host loopback (two --network host containers, 127.0.0.1)", host)):
+    m = median(values)
+    print(f"| {name} | {m if m is None else f'{m:.0f}'} | {' '.join(values)} |")
+if median(bridge) and median(host):
+    print(f"\nbridge / loopback: {median(bridge) / median(host):.2f} (goal ≥ 0.8)")
+print(f"\nHost: bridge-nf-call-iptables = {nf_call}; rules in the host's nftables ruleset: {rules}.")
 # The daemon's "CNI plugin ran" debug lines (warm-up and timed runs): per plugin and command.
 runs = {}
 pattern = re.compile(r'CNI plugin ran plugin="?([\w-]+)"? command=(\w+) .*?ms=([\d.]+)')

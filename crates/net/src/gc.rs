@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use berth_types::ContainerId;
 
 use crate::cni::CniExec;
+use crate::cni::ipam;
 use crate::fsutil::lock_dir;
 use crate::record::Record;
 use crate::{NetError, Network, NetworkName, NetworkStore, Networks, netns};
@@ -48,34 +49,7 @@ fn lease_files(
     net: &Network,
 ) -> Result<Vec<(Ipv4Addr, String, String)>, NetError> {
     let dir = store.ipam_dir().join(net.name.as_str());
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(NetError::io("read", dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(NetError::io("read", &dir))?;
-        let Some(ip) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<Ipv4Addr>().ok())
-        else {
-            continue;
-        };
-        let content =
-            fs::read_to_string(entry.path()).map_err(NetError::io("read", entry.path()))?;
-        let mut lines = content.lines().map(str::trim);
-        let owner = lines.next().unwrap_or_default().to_owned();
-        let ifname = lines
-            .next()
-            .filter(|l| !l.is_empty())
-            .unwrap_or("eth0")
-            .to_owned();
-        out.push((ip, owner, ifname));
-    }
-    out.sort();
-    Ok(out)
+    ipam::read_all(&dir).map_err(NetError::io("read", dir))
 }
 
 impl<E: CniExec> Networks<E> {

@@ -56,34 +56,9 @@ impl Leases {
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| self.io(errno.into()))
     }
 
-    /// Every lease: (address, owner, ifname).
+    /// Every lease: (address, owner, ifname), by address.
     fn all(&self) -> Result<Vec<(Ipv4Addr, String, String)>, LeaseError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| self.io(e))?;
-            let Some(ip) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<Ipv4Addr>().ok())
-            else {
-                continue;
-            };
-            let content = match fs::read_to_string(entry.path()) {
-                Ok(content) => content,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.io(e)),
-            };
-            let mut lines = content.lines().map(str::trim);
-            let owner = lines.next().unwrap_or_default().to_owned();
-            let ifname = lines.next().unwrap_or("eth0").to_owned();
-            out.push((ip, owner, ifname));
-        }
-        Ok(out)
+        read_all(&self.dir).map_err(|e| self.io(e))
     }
 
     /// Leases an address in `first..=last` to `owner`'s `ifname`: `wanted` if given (and
@@ -175,6 +150,43 @@ impl Leases {
             .find(|(_, o, i)| o == owner && i == ifname)
             .map(|(ip, _, _)| ip))
     }
+}
+
+/// Every lease in host-local's directory `dir` (one network's): (address, owner, ifname), by
+/// address. A file written without an ifname line is on `eth0`; a file removed while the
+/// directory is read was released, and is left out. berth's GC reads leases through this too.
+pub(crate) fn read_all(dir: &Path) -> io::Result<Vec<(Ipv4Addr, String, String)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some(ip) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Ipv4Addr>().ok())
+        else {
+            continue;
+        };
+        let content = match fs::read_to_string(entry.path()) {
+            Ok(content) => content,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut lines = content.lines().map(str::trim);
+        let owner = lines.next().unwrap_or_default().to_owned();
+        let ifname = lines
+            .next()
+            .filter(|l| !l.is_empty())
+            .unwrap_or("eth0")
+            .to_owned();
+        out.push((ip, owner, ifname));
+    }
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]

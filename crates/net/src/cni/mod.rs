@@ -14,7 +14,7 @@ pub mod bridge;
 mod chain;
 mod exec;
 mod fake;
-mod ipam;
+pub(crate) mod ipam;
 pub mod nat;
 
 use std::fmt;

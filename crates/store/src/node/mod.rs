@@ -7,11 +7,12 @@ mod forward;
 mod members;
 mod proposer;
 mod read_index;
+mod shared;
 mod tasks;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use etcd_client::proto::{PbEvent, PbResponseHeader};
@@ -20,191 +21,22 @@ use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::apply::{Applied, ApplyOutput, Command, StateMachine, WriteSet};
+use crate::apply::{ApplyOutput, Command, StateMachine};
 use crate::backend::Backend;
 use crate::config::{ClusterConfig, ClusterState, Config, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::lease::LeaseClock;
 use crate::mvcc::KeyRange;
 use crate::peer::{PeerNetwork, Peers, serve_peers};
-use crate::raft::{self, LogStore, Raft, Response, StateMachineStore};
+use crate::raft::{self, LogStore, Raft, StateMachineStore};
 use crate::watch::{History, WatchHub};
 
 const FORWARD_TIMEOUT: Duration = crate::peer::FORWARD_TIMEOUT;
 
 pub use members::{MemberChange, MemberChanged, MemberError};
 pub use proposer::{MAX_BATCH, MAX_BATCH_BYTES};
+pub use shared::{Identity, Shared};
 pub use tasks::spawn_background;
-
-/// The state that raft's state machine changes and that clients read: the in-memory state, its
-/// backend, and what has been published of it.
-#[derive(Debug)]
-pub struct Shared {
-    state: RwLock<StateMachine>,
-    backend: Mutex<Box<dyn Backend>>,
-    /// The newest revision applied (hence in the durable log); reads never see past it.
-    durable: AtomicI64,
-    hub: WatchHub,
-    lease_clock: Mutex<LeaseClock>,
-    applied: AtomicU64,
-    db_size: AtomicU64,
-    no_space: AtomicBool,
-    quota: u64,
-}
-
-/// What the backend loaded besides the state.
-#[derive(Debug)]
-pub struct Identity {
-    pub member_id: u64,
-    pub cluster_id: u64,
-    /// The raft state machine's applied state, as the backend stored it.
-    pub raft_applied: Option<Vec<u8>>,
-}
-
-impl Shared {
-    /// Loads the state from `backend`; `quota` is the space quota (bytes) for the NOSPACE alarm;
-    /// `ids` (member, cluster) replace the ones the backend chose (a cluster member's derive
-    /// from its flags).
-    pub fn load(
-        mut backend: Box<dyn Backend>,
-        quota: u64,
-        ids: Option<(u64, u64)>,
-    ) -> Result<(Arc<Self>, Identity), StoreError> {
-        let mut loaded = backend.load()?;
-        if let Some((member_id, cluster_id)) = ids {
-            loaded.member_id = member_id;
-            loaded.cluster_id = cluster_id;
-        }
-        let revision = loaded.state.index().current_revision();
-        let mut clock = LeaseClock::default();
-        let now = Instant::now();
-        for (id, ttl) in loaded.state.leases().all() {
-            clock.renew(id, ttl, now);
-        }
-        let header = PbResponseHeader {
-            cluster_id: loaded.cluster_id,
-            member_id: loaded.member_id,
-            revision,
-            raft_term: 1,
-        };
-        let size = backend.size_bytes();
-        let shared = Arc::new(Self {
-            applied: AtomicU64::new(loaded.state.applied_index()),
-            state: RwLock::new(loaded.state),
-            backend: Mutex::new(backend),
-            durable: AtomicI64::new(revision),
-            hub: WatchHub::new(header, revision),
-            lease_clock: Mutex::new(clock),
-            db_size: AtomicU64::new(size),
-            no_space: AtomicBool::new(false),
-            quota,
-        });
-        shared.check_quota(size);
-        let identity = Identity {
-            member_id: loaded.member_id,
-            cluster_id: loaded.cluster_id,
-            raft_applied: loaded.raft_applied,
-        };
-        Ok((shared, identity))
-    }
-
-    pub(crate) fn state_read(&self) -> RwLockReadGuard<'_, StateMachine> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn state_write(&self) -> RwLockWriteGuard<'_, StateMachine> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn backend(&self) -> std::sync::MutexGuard<'_, Box<dyn Backend>> {
-        self.backend.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Persists the write set of a batch of applied entries.
-    pub(crate) fn commit(&self, ws: &WriteSet) -> Result<(), StoreError> {
-        let mut backend = self.backend();
-        backend.commit(ws)?;
-        self.check_quota(backend.size_bytes());
-        Ok(())
-    }
-
-    /// Replaces the state with an installed snapshot, on disk and in memory.
-    pub(crate) fn install(
-        &self,
-        state: StateMachine,
-        raft_applied: &[u8],
-    ) -> Result<(), StoreError> {
-        let mut state = state;
-        let mut current = self.state_write();
-        {
-            let mut backend = self.backend();
-            backend.replace(&state, raft_applied)?;
-            if let Some(source) = backend.value_source() {
-                state.set_value_source(source);
-            }
-        }
-        let revision = state.index().current_revision();
-        let applied = state.applied_index();
-        let now = Instant::now();
-        {
-            let mut clock = self.clock();
-            *clock = LeaseClock::default();
-            for (id, ttl) in state.leases().all() {
-                clock.renew(id, ttl, now);
-            }
-        }
-        *current = state;
-        drop(current);
-        self.applied.store(applied, Ordering::Release);
-        self.durable.store(revision, Ordering::Release);
-        self.hub.publish(revision, &[]);
-        Ok(())
-    }
-
-    fn clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
-        self.lease_clock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn no_space(&self) -> bool {
-        self.no_space.load(Ordering::Acquire)
-    }
-
-    fn check_quota(&self, size: u64) {
-        self.db_size.store(size, Ordering::Release);
-        if size > self.quota {
-            if !self.no_space() {
-                tracing::warn!(
-                    size,
-                    quota = self.quota,
-                    "store over quota: NOSPACE alarm raised"
-                );
-            }
-            self.no_space.store(true, Ordering::Release);
-        }
-    }
-
-    /// Called by the state machine after a commit: makes the batch visible, then publishes its
-    /// events and updates the lease clock.
-    pub(crate) fn publish(&self, revision: i64, applied: u64, responses: &mut [Response]) {
-        self.applied.store(applied, Ordering::Release);
-        self.durable.fetch_max(revision, Ordering::AcqRel);
-        let now = Instant::now();
-        let mut clock = self.clock();
-        for output in responses.iter_mut().flat_map(|r| r.0.iter_mut()) {
-            let events: Vec<PbEvent> = std::mem::take(&mut output.events);
-            self.hub.publish(output.revision, &events);
-            match &output.result {
-                Ok(Applied::LeaseGrant { id, ttl }) => clock.renew(*id, *ttl, now),
-                Ok(Applied::LeaseRevoke { id }) => clock.forget(*id),
-                _ => {}
-            }
-        }
-        drop(clock);
-        self.hub.publish(revision, &[]);
-    }
-}
 
 /// One running store member of a raft cluster (of one member unless `config.cluster` is set).
 pub struct Node {

@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use berth_client::Host;
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the store's put path allocates and frees small buffers
+/// on two threads at high rates (docs/adr/0406-allocator.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// berth: a minimal container OS userland.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]

@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, GetOptions, WatchOptions};
 use tokio::sync::Mutex;
 
+/// The same allocator as the `berth` binary: the generator shares the CPUs with the server it
+/// measures, so what it spends on allocation is taken from the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const VALUE_BYTES: usize = 256;
 const PUTS_ONE_CLIENT: usize = 2_000;
 const OPS_MANY_CLIENTS: usize = 20_000;
@@ -78,11 +83,13 @@ async fn clients(endpoint: &str, n: usize) -> Vec<Client> {
     out
 }
 
-/// Runs `total` operations split over `clients`, each produced by `op(client, i)`.
+/// Runs `total` operations split over `clients`, each produced by `op(client, i)`, which
+/// hands the client back: cloning an etcd-client `Client` per operation clones all eight of
+/// its service clients, CPU the generator takes from the servers it measures.
 async fn run<F, Fut>(name: &str, clients: Vec<Client>, total: usize, op: F)
 where
     F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = Client> + Send,
 {
     let n = clients.len();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -96,9 +103,10 @@ where
             let latencies = Arc::clone(&latencies);
             tokio::spawn(async move {
                 let mut mine = Vec::new();
+                let mut client = client;
                 for i in (c..total).step_by(n) {
                     let t = Instant::now();
-                    op(client.clone(), i).await;
+                    client = op(client, i).await;
                     mine.push(t.elapsed());
                 }
                 latencies.lock().await.extend(mine);
@@ -209,6 +217,7 @@ async fn cluster(endpoints: &[String]) {
                 {
                     r.fetch_add(1, Ordering::Relaxed);
                 }
+                c
             }
         },
     )
@@ -224,6 +233,7 @@ async fn cluster(endpoints: &[String]) {
                 while c.get(format!("many/{i}"), None).await.is_err() {
                     r.fetch_add(1, Ordering::Relaxed);
                 }
+                c
             }
         },
     )
@@ -385,6 +395,7 @@ async fn scenario(name: &str, endpoint: &str, pid: &str) {
                 c.put(format!("{prefix}{i:0width$}"), v.as_slice(), None)
                     .await
                     .expect("put");
+                c
             }
         }
     };
@@ -414,6 +425,7 @@ async fn scenario(name: &str, endpoint: &str, pid: &str) {
                 OPS_MANY_CLIENTS,
                 |mut c, i| async move {
                     c.get(format!("many/{i}"), None).await.expect("get");
+                    c
                 },
             )
             .await;
@@ -430,6 +442,7 @@ async fn scenario(name: &str, endpoint: &str, pid: &str) {
                     )
                     .await
                     .expect("get");
+                    c
                 },
             )
             .await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub use memory::MemoryBackend;
 pub use redb_backend::{RAFT_APPLIED, RAFT_META, RedbBackend, SharedDb};
-pub use snapshot::{CHANGES_PER_READ, SNAPSHOT_MAGIC, parse_snapshot, snapshot_bytes};
+pub use snapshot::{CHANGES_PER_READ, SNAPSHOT_MAGIC, SnapshotSource, parse_snapshot};
 
 use crate::apply::{StateMachine, WriteSet};
 use crate::error::StoreError;

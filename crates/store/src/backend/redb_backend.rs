@@ -131,8 +131,9 @@ struct RedbValues {
     path: PathBuf,
 }
 
-impl ValueSource for RedbValues {
-    fn values(&self, revs: &[Revision]) -> Result<Vec<Vec<u8>>, StoreError> {
+impl RedbValues {
+    /// The `revisions` table in a read transaction begun now.
+    fn table(&self) -> Result<Revisions, StoreError> {
         let db = self
             .db
             .read()
@@ -140,28 +141,79 @@ impl ValueSource for RedbValues {
         let txn = db
             .begin_read()
             .map_err(|e| StoreError::engine("read values", e))?;
-        let table = txn
-            .open_table(REVISIONS)
-            .map_err(|e| StoreError::engine("read values", e))?;
-        revs.iter()
-            .map(|rev| {
-                let row = table
-                    .get((rev.main, rev.sub))
-                    .map_err(|e| StoreError::engine("read values", e))?
-                    .ok_or_else(|| StoreError::MissingRecord {
-                        path: self.path.clone(),
-                        main: rev.main,
-                        sub: rev.sub,
-                    })?;
-                record::decode_parts(row.value())
-                    .map(|(_, _, value)| value)
-                    .ok_or_else(|| StoreError::CorruptRecord {
-                        path: self.path.clone(),
-                        revision: rev.main,
-                    })
-            })
-            .collect()
+        txn.open_table(REVISIONS)
+            .map_err(|e| StoreError::engine("read values", e))
     }
+}
+
+type Revisions = redb::ReadOnlyTable<(i64, i64), &'static [u8]>;
+
+impl ValueSource for RedbValues {
+    fn values(&self, revs: &[Revision]) -> Result<Vec<Vec<u8>>, StoreError> {
+        values_in(&self.table()?, &self.path, revs)
+    }
+
+    fn pinned(&self) -> Result<Arc<dyn ValueSource>, StoreError> {
+        Ok(Arc::new(PinnedValues {
+            table: Arc::new(self.table()?),
+            path: self.path.clone(),
+        }))
+    }
+}
+
+/// The values as one read transaction sees them. While it lives, redb keeps the pages it
+/// reads, and defragmenting fails (`TransactionInProgress`) instead of waiting.
+struct PinnedValues {
+    table: Arc<Revisions>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for PinnedValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedValues")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValueSource for PinnedValues {
+    fn values(&self, revs: &[Revision]) -> Result<Vec<Vec<u8>>, StoreError> {
+        values_in(&self.table, &self.path, revs)
+    }
+
+    /// Already pinned: the same view.
+    fn pinned(&self) -> Result<Arc<dyn ValueSource>, StoreError> {
+        Ok(Arc::new(Self {
+            table: Arc::clone(&self.table),
+            path: self.path.clone(),
+        }))
+    }
+}
+
+/// The values of the puts at `revs` in `table` (records of the data file at `path`).
+fn values_in(
+    table: &Revisions,
+    path: &Path,
+    revs: &[Revision],
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    revs.iter()
+        .map(|rev| {
+            let row = table
+                .get((rev.main, rev.sub))
+                .map_err(|e| StoreError::engine("read values", e))?
+                .ok_or_else(|| StoreError::MissingRecord {
+                    path: path.to_owned(),
+                    main: rev.main,
+                    sub: rev.sub,
+                })?;
+            record::decode_parts(row.value())
+                .map(|(_, _, value)| value)
+                .ok_or_else(|| StoreError::CorruptRecord {
+                    path: path.to_owned(),
+                    revision: rev.main,
+                })
+        })
+        .collect()
 }
 
 fn meta_get(

@@ -35,6 +35,11 @@ pub struct Meta {
 pub trait ValueSource: fmt::Debug + Send + Sync {
     /// The values of the puts at `revs`, in the same order.
     fn values(&self, revs: &[Revision]) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// A source that goes on reading the values as they are now, whatever is committed or
+    /// compacted later (for redb, one read transaction): what [`FrozenChanges`] reads from
+    /// after the state's lock is released.
+    fn pinned(&self) -> Result<Arc<dyn ValueSource>, StoreError>;
 }
 
 /// One change of one key: a put (its meta, and its value until it is on disk) or a deletion.
@@ -185,27 +190,7 @@ impl KeyIndex {
     /// The key-values of `refs` with their values, read from memory or the value source in one
     /// batch.
     pub fn load(&self, refs: &[KvRef<'_>]) -> Result<Vec<PbKeyValue>, StoreError> {
-        let missing: Vec<Revision> = refs
-            .iter()
-            .filter(|kv| kv.value.is_none())
-            .map(|kv| kv.rev)
-            .collect();
-        let mut fetched = match (&self.source, missing.is_empty()) {
-            (_, true) | (None, _) => Vec::new(),
-            (Some(source), false) => source.values(&missing)?,
-        }
-        .into_iter();
-        Ok(refs
-            .iter()
-            .map(|kv| {
-                let mut out = kv.without_value();
-                out.value = match kv.value {
-                    Some(v) => v.to_vec(),
-                    None => fetched.next().unwrap_or_default(),
-                };
-                out
-            })
-            .collect())
+        load_from(self.source.as_deref(), refs)
     }
 
     /// One key-value with its value.
@@ -378,30 +363,37 @@ impl KeyIndex {
         &self,
         rev: i64,
         batch: usize,
-        mut f: impl FnMut(&[(Revision, &[u8], Option<PbKeyValue>)]) -> Result<(), StoreError>,
+        f: impl FnMut(&[(Revision, &[u8], Option<PbKeyValue>)]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut pending: Vec<(Revision, &[u8], Option<KvRef<'_>>)> = Vec::with_capacity(batch);
-        let mut flush = |pending: &mut Vec<(Revision, &[u8], Option<KvRef<'_>>)>| {
-            let refs: Vec<KvRef<'_>> = pending.iter().filter_map(|(_, _, kv)| *kv).collect();
-            let mut loaded = self.load(&refs)?.into_iter();
-            let out: Vec<_> = pending
-                .drain(..)
-                .map(|(r, key, kv)| (r, key, kv.and_then(|_| loaded.next())))
-                .collect();
-            f(&out)
-        };
-        for (key, changes) in &self.keys {
-            for change in changes.iter().filter(|c| c.rev.main <= rev) {
-                pending.push((change.rev, key, kv_ref(key, change)));
-                if pending.len() >= batch.max(1) {
-                    flush(&mut pending)?;
-                }
-            }
-        }
-        if !pending.is_empty() {
-            flush(&mut pending)?;
-        }
-        Ok(())
+        let changes = self.keys.iter().flat_map(|(key, changes)| {
+            changes
+                .iter()
+                .filter(move |c| c.rev.main <= rev)
+                .map(move |c| (&**key, c))
+        });
+        each_change(changes, self.source.as_deref(), batch, f)
+    }
+
+    /// The changes [`KeyIndex::for_each_change`] would hand out for `rev`, taken now, to be
+    /// read later without this index: the keys and revisions are copied (values still in
+    /// memory too) and the value source is pinned, so compactions and writes after this call
+    /// change nothing of what [`FrozenChanges::for_each`] reads. Snapshots are written from
+    /// it while the store goes on applying.
+    pub fn freeze(&self, rev: i64) -> Result<FrozenChanges, StoreError> {
+        let keys = self
+            .keys
+            .iter()
+            .filter_map(|(key, changes)| {
+                let kept: Vec<Change> = changes
+                    .iter()
+                    .filter(|c| c.rev.main <= rev)
+                    .cloned()
+                    .collect();
+                (!kept.is_empty()).then(|| (key.clone(), kept))
+            })
+            .collect();
+        let source = self.source.as_ref().map(|s| s.pinned()).transpose()?;
+        Ok(FrozenChanges { keys, source })
     }
 
     /// How many keys are live now.
@@ -411,6 +403,88 @@ impl KeyIndex {
             .filter(|c| c.last().is_some_and(|c| c.meta.is_some()))
             .count()
     }
+}
+
+/// Every change up to a revision, as [`KeyIndex::freeze`] took them.
+#[derive(Debug)]
+pub struct FrozenChanges {
+    keys: Vec<(Box<[u8]>, Vec<Change>)>,
+    source: Option<Arc<dyn ValueSource>>,
+}
+
+impl FrozenChanges {
+    /// As [`KeyIndex::for_each_change`] at the frozen revision: the same changes, in the same
+    /// order and batches.
+    pub fn for_each(
+        &self,
+        batch: usize,
+        f: impl FnMut(&[(Revision, &[u8], Option<PbKeyValue>)]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let changes = self
+            .keys
+            .iter()
+            .flat_map(|(key, changes)| changes.iter().map(move |c| (&**key, c)));
+        each_change(changes, self.source.as_deref(), batch, f)
+    }
+}
+
+/// Hands `changes` to `f` in batches of at most `batch`, with their values (those not in
+/// memory read from `source` once per batch).
+fn each_change<'a>(
+    changes: impl Iterator<Item = (&'a [u8], &'a Change)>,
+    source: Option<&dyn ValueSource>,
+    batch: usize,
+    mut f: impl FnMut(&[(Revision, &[u8], Option<PbKeyValue>)]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<(Revision, &[u8], Option<KvRef<'_>>)> = Vec::with_capacity(batch);
+    let mut flush = |pending: &mut Vec<(Revision, &'a [u8], Option<KvRef<'a>>)>| {
+        let refs: Vec<KvRef<'_>> = pending.iter().filter_map(|(_, _, kv)| *kv).collect();
+        let mut loaded = load_from(source, &refs)?.into_iter();
+        let out: Vec<_> = pending
+            .drain(..)
+            .map(|(r, key, kv)| (r, key, kv.and_then(|_| loaded.next())))
+            .collect();
+        f(&out)
+    };
+    for (key, change) in changes {
+        pending.push((change.rev, key, kv_ref(key, change)));
+        if pending.len() >= batch.max(1) {
+            flush(&mut pending)?;
+        }
+    }
+    if !pending.is_empty() {
+        flush(&mut pending)?;
+    }
+    Ok(())
+}
+
+/// The key-values of `refs` with their values: those not in memory read from `source` in one
+/// batch.
+fn load_from(
+    source: Option<&dyn ValueSource>,
+    refs: &[KvRef<'_>],
+) -> Result<Vec<PbKeyValue>, StoreError> {
+    let missing: Vec<Revision> = refs
+        .iter()
+        .filter(|kv| kv.value.is_none())
+        .map(|kv| kv.rev)
+        .collect();
+    let mut fetched = match (source, missing.is_empty()) {
+        (_, true) | (None, _) => Vec::new(),
+        (Some(source), false) => source.values(&missing)?,
+    }
+    .into_iter();
+    Ok(refs
+        .iter()
+        .map(|kv| {
+            let mut out = kv.without_value();
+            out.value = match kv.value {
+                Some(v) => v.to_vec(),
+                None => fetched.next().unwrap_or_default(),
+            };
+            out
+        })
+        .collect())
 }
 
 /// A change found for [`KeyIndex::events`]: its revision and key, the key-value it wrote (none
@@ -538,6 +612,13 @@ mod tests {
     }
 
     impl ValueSource for Disk {
+        fn pinned(&self) -> Result<Arc<dyn ValueSource>, StoreError> {
+            Ok(Arc::new(Disk {
+                values: std::sync::Mutex::new(self.values.lock().unwrap().clone()),
+                reads: std::sync::atomic::AtomicUsize::new(0),
+            }))
+        }
+
         fn values(&self, revs: &[Revision]) -> Result<Vec<Vec<u8>>, StoreError> {
             self.reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

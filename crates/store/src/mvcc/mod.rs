@@ -11,7 +11,7 @@ mod key_range;
 mod range;
 
 pub(crate) use index::delete_event;
-pub use index::{KeyIndex, KvRef, Meta, Revision, ValueSource};
+pub use index::{FrozenChanges, KeyIndex, KvRef, Meta, Revision, ValueSource};
 pub use key_range::KeyRange;
 pub use range::range;
 

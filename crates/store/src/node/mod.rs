@@ -760,6 +760,54 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_captured_before_overwrites_and_a_compaction_is_written_as_of_its_cut() {
+        use crate::backend::{SnapshotSource, parse_snapshot};
+        let put_value = |i: usize, value: &str| {
+            Command::Put(PbPutRequest {
+                key: format!("k{i}").into_bytes(),
+                value: value.as_bytes().to_vec(),
+                ..PbPutRequest::default()
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (node, _log) = start(dir.path()).await;
+        for i in 0..50 {
+            node.propose(put_value(i, "old")).await.unwrap();
+        }
+        let (source, cut) = node.read(|state, rev| (SnapshotSource::capture(state, rev), rev));
+        let source = source.unwrap();
+        // Every value the snapshot holds is overwritten, and the compaction deletes the old
+        // revisions from the data file: only the view pinned at the capture still has them.
+        for i in 0..50 {
+            node.propose(put_value(i, "new")).await.unwrap();
+        }
+        let now = node.durable_revision();
+        node.propose(Command::Compact { revision: now })
+            .await
+            .unwrap();
+        let reread = node.read(|state, _| {
+            let kv = state.index().get_at(b"k7", now).unwrap();
+            state.index().load_one(kv).unwrap().value
+        });
+        assert_eq!(reread, b"new");
+
+        let bytes = source.to_vec().unwrap();
+        assert_eq!(bytes.len() as u64, source.byte_len().unwrap());
+        let back = parse_snapshot(&bytes, 0).expect("a whole snapshot");
+        assert_eq!(back.index().current_revision(), cut);
+        for i in 0..50 {
+            let key = format!("k{i}");
+            let kv = back
+                .index()
+                .get_kv_at(key.as_bytes(), cut)
+                .unwrap()
+                .unwrap();
+            assert_eq!(kv.value, b"old", "{key}");
+        }
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_survive_a_restart_after_the_log_was_snapshotted_and_purged() {
         let dir = tempfile::tempdir().unwrap();
         let (node, log) = start(dir.path()).await;

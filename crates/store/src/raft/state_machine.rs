@@ -14,7 +14,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
 use super::codec;
 use super::types::{Entry, LogId, Response, StorageError, StoredMembership, TypeConfig};
 use crate::apply::WriteSet;
-use crate::backend::{parse_snapshot, snapshot_bytes};
+use crate::backend::{SnapshotSource, parse_snapshot};
 use crate::error::StoreError;
 use crate::node::Shared;
 
@@ -113,18 +113,19 @@ impl StateMachineStore {
         meta
     }
 
-    /// A whole snapshot of what is applied now, bytes and all. Applies wait while it is made
-    /// (the state's read lock is held so that the bytes and the log id describe one cut); it
-    /// is made only to be sent to a member that needs it.
+    /// A whole snapshot of what is applied now, bytes and all; it is made only to be sent to a
+    /// member that needs it. Applies wait only while it is captured (under the state's read
+    /// lock, so that the bytes and the log id describe one cut): the values are read after.
     fn snapshot_now(&self) -> Result<Snapshot, StoreError> {
-        let (bytes, applied) = {
+        let (source, applied) = {
             let state = self.inner.node.state_read();
             let applied = self.applied().clone();
             (
-                snapshot_bytes(&state, state.index().current_revision())?,
+                SnapshotSource::capture(&state, state.index().current_revision())?,
                 applied,
             )
         };
+        let bytes = source.to_vec()?;
         // What was described at this very log id keeps its id: it is the same snapshot.
         let described = self
             .current()

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::ETCD_VERSION;
 use crate::apply::StateMachine;
-use crate::backend::{CHANGES_PER_READ, snapshot_bytes};
+use crate::backend::{CHANGES_PER_READ, SnapshotSource};
 use crate::error::{EtcdError, StoreError};
 use crate::node::Node;
 
@@ -27,6 +27,49 @@ const ALARM_NOSPACE: i32 = 1;
 
 /// Size of one snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// Cuts a snapshot's bytes into Maintenance messages of [`SNAPSHOT_CHUNK`] bytes.
+struct Chunks {
+    chunk: Vec<u8>,
+    /// Bytes of the snapshot not yet sent.
+    remaining: u64,
+    header: Option<etcd_client::proto::PbResponseHeader>,
+}
+
+type SendFn<'a> = dyn Fn(Result<PbSnapshotResponse, Status>) -> Result<(), StoreError> + 'a;
+
+impl Chunks {
+    fn push(&mut self, mut bytes: &[u8], send: &SendFn<'_>) -> Result<(), StoreError> {
+        while !bytes.is_empty() {
+            let take = (SNAPSHOT_CHUNK - self.chunk.len()).min(bytes.len());
+            self.chunk.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.chunk.len() == SNAPSHOT_CHUNK {
+                self.flush(send)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, send: &SendFn<'_>) -> Result<(), StoreError> {
+        if self.chunk.is_empty() {
+            Ok(())
+        } else {
+            self.flush(send)
+        }
+    }
+
+    fn flush(&mut self, send: &SendFn<'_>) -> Result<(), StoreError> {
+        let blob = std::mem::replace(&mut self.chunk, Vec::with_capacity(SNAPSHOT_CHUNK));
+        self.remaining = self.remaining.saturating_sub(blob.len() as u64);
+        send(Ok(PbSnapshotResponse {
+            header: self.header,
+            remaining_bytes: self.remaining,
+            blob,
+            version: ETCD_VERSION.to_owned(),
+        }))
+    }
+}
 
 /// etcd's Maintenance service.
 #[derive(Debug)]
@@ -185,26 +228,39 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         _: Request<PbSnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        let (bytes, rev) = self
+        // Only the capture holds the state's lock: values are read and the messages made on a
+        // blocking thread, one chunk ahead of a slow client at most, while writes go on.
+        let (source, rev) = self
             .node
-            .read(|state, rev| (snapshot_bytes(state, rev), rev));
-        let bytes = bytes.map_err(read_failed)?;
+            .read(|state, rev| (SnapshotSource::capture(state, rev), rev));
+        let source = source.map_err(read_failed)?;
         let header = self.node.header(rev);
-        let total = bytes.len();
-        let chunks: Vec<Result<PbSnapshotResponse, Status>> = bytes
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let sent = (i + 1) * SNAPSHOT_CHUNK;
-                Ok(PbSnapshotResponse {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || {
+            let send = |message| {
+                tx.blocking_send(message)
+                    .map_err(|_| StoreError::ClientGone)
+            };
+            let streamed = source.byte_len().and_then(|total| {
+                let mut chunks = Chunks {
+                    chunk: Vec::with_capacity(SNAPSHOT_CHUNK),
+                    remaining: total,
                     header,
-                    remaining_bytes: u64::try_from(total.saturating_sub(sent)).unwrap_or(0),
-                    blob: chunk.to_vec(),
-                    version: ETCD_VERSION.to_owned(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+                };
+                source.write_to(|bytes| chunks.push(bytes, &send))?;
+                chunks.finish(&send)
+            });
+            match streamed {
+                // The client went away: nobody to tell.
+                Ok(()) | Err(StoreError::ClientGone) => {}
+                Err(err) => {
+                    let _ = send(Err(read_failed(err)));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(

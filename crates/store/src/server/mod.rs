@@ -1,5 +1,6 @@
 //! The etcd v3 gRPC services over a [`Node`]: KV, Watch, Lease, Maintenance and Cluster.
 
+mod authority;
 mod cluster;
 mod kv;
 mod lease;
@@ -16,11 +17,13 @@ use etcd_client::proto::{
 use prost::Message;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tokio_stream::StreamExt;
 
 use crate::backend::RedbBackend;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::node::{self, Node};
+use authority::AuthorityFix;
 use crate::raft::LogStore;
 
 pub use cluster::ClusterService;
@@ -74,7 +77,9 @@ async fn serve_node(
     for &addr in addrs {
         let incoming = TcpIncoming::bind(addr)
             .map_err(|source| StoreError::Listen { addr, source })?
-            .with_nodelay(Some(true));
+            .with_nodelay(Some(true))
+            // etcdctl may send `http://host:port` as :authority, which h2 refuses (ADR 0405).
+            .map(|conn| conn.map(AuthorityFix::new));
         let router = Server::builder()
             .add_service(
                 PbKvServer::new(KvService::new(Arc::clone(&node))).max_decoding_message_size(limit),

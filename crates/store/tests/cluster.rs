@@ -550,7 +550,9 @@ async fn etcdctl_with_http_endpoints_runs_status_hashkv_defrag_and_move_leader()
     assert_eq!(status[0]["Endpoint"], endpoint.as_str(), "{text}");
     assert_eq!(status[0]["Status"]["header"]["revision"], 2, "{text}");
     assert_eq!(status[0]["Status"]["version"], "3.4.0", "{text}");
-    let id = status[0]["Status"]["header"]["member_id"].as_u64().expect(&text);
+    let id = status[0]["Status"]["header"]["member_id"]
+        .as_u64()
+        .expect(&text);
     assert_eq!(status[0]["Status"]["leader"].as_u64(), Some(id), "{text}");
 
     let mut hashes = Vec::new();

@@ -220,8 +220,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for AuthorityFix<IO> {
                     }
                 }
                 if buf.filled().len() == before {
-                    // End of stream inside a frame: hand over what is left as it came.
                     buf.set_filled(start);
+                    if this.held.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    // End of stream inside a frame: hand over what is left as it came.
                     this.passthrough = true;
                     continue;
                 }
@@ -544,7 +547,13 @@ impl Transcoder {
             let n = rest.len().min(room);
             let last = n == rest.len();
             let end_headers = if last { END_HEADERS } else { 0 };
-            FrameHeader::write(frames, lead.len() + n, kind, flags | end_headers, first.stream);
+            FrameHeader::write(
+                frames,
+                lead.len() + n,
+                kind,
+                flags | end_headers,
+                first.stream,
+            );
             frames.extend_from_slice(lead);
             frames.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
@@ -585,13 +594,31 @@ fn walk(table: &mut DynamicTable, block: &[u8], scratch: &mut Scratch) -> Result
             let index = integer(block, &mut i, 7)?;
             table.name(index)?;
         } else if first & 0x40 != 0 {
-            rewritten |= literal(table, block, &mut i, 6, true, scratch, &mut copied, rewritten)?;
+            rewritten |= literal(
+                table,
+                block,
+                &mut i,
+                6,
+                true,
+                scratch,
+                &mut copied,
+                rewritten,
+            )?;
         } else if first & 0x20 != 0 {
             let max = integer(block, &mut i, 5)?;
             table.set_max(max)?;
         } else {
             // Without indexing (0000) or never indexed (0001).
-            rewritten |= literal(table, block, &mut i, 4, false, scratch, &mut copied, rewritten)?;
+            rewritten |= literal(
+                table,
+                block,
+                &mut i,
+                4,
+                false,
+                scratch,
+                &mut copied,
+                rewritten,
+            )?;
         }
     }
     if rewritten {
@@ -626,7 +653,9 @@ fn literal(
     let value_len = if authority {
         if !value.huffman {
             scratch.text.clear();
-            scratch.text.extend_from_slice(&block[value.start..value.end]);
+            scratch
+                .text
+                .extend_from_slice(&block[value.start..value.end]);
         } else {
             decoded(block, value, &mut scratch.text)?;
         }

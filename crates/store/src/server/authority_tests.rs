@@ -60,11 +60,23 @@ fn request_block(authority: &str, huffman: bool) -> Vec<u8> {
     let mut b = Vec::new();
     indexed_into(&mut b, 3); // :method POST
     indexed_into(&mut b, 6); // :scheme http
-    literal_into(&mut b, 0x40, Name::Index(4), "/etcdserverpb.Maintenance/Status", huffman);
+    literal_into(
+        &mut b,
+        0x40,
+        Name::Index(4),
+        "/etcdserverpb.Maintenance/Status",
+        huffman,
+    );
     literal_into(&mut b, 0x40, Name::Index(1), authority, huffman);
     literal_into(&mut b, 0x40, Name::Index(31), "application/grpc", huffman);
     literal_into(&mut b, 0x40, Name::Literal("te"), "trailers", huffman);
-    literal_into(&mut b, 0x00, Name::Literal("user-agent"), "grpc-go/1.26.0", huffman);
+    literal_into(
+        &mut b,
+        0x00,
+        Name::Literal("user-agent"),
+        "grpc-go/1.26.0",
+        huffman,
+    );
     b
 }
 
@@ -161,12 +173,7 @@ fn decode(stream: &[u8]) -> Vec<Vec<(String, String)>> {
             let list = decoder.decode(&block).expect("the output decodes");
             lists.push(
                 list.into_iter()
-                    .map(|(n, v)| {
-                        (
-                            String::from_utf8(n).unwrap(),
-                            String::from_utf8(v).unwrap(),
-                        )
-                    })
+                    .map(|(n, v)| (String::from_utf8(n).unwrap(), String::from_utf8(v).unwrap()))
                     .collect(),
             );
             block.clear();
@@ -251,7 +258,10 @@ fn rewritten_values_are_authorities_http_accepts() {
         let list = loona_hpack::Decoder::new().decode(&scratch.block).unwrap();
         assert_eq!(list[0].1, fixed.as_bytes());
         let authority = http::uri::Authority::from_str(fixed).expect(fixed);
-        assert_eq!(authority.port_u16(), url.rsplit(':').next().unwrap().parse().ok());
+        assert_eq!(
+            authority.port_u16(),
+            url.rsplit(':').next().unwrap().parse().ok()
+        );
     }
 }
 
@@ -261,13 +271,19 @@ async fn an_indexed_authority_with_a_scheme_is_fixed_where_inserted_and_where_re
         let input = two_requests("http://127.0.0.1:2379", huffman, 1, false);
         assert_eq!(
             decode(&input),
-            [headers("http://127.0.0.1:2379"), headers("http://127.0.0.1:2379")],
+            [
+                headers("http://127.0.0.1:2379"),
+                headers("http://127.0.0.1:2379")
+            ],
             "the input is what it claims"
         );
         let output = through_whole(&input).await;
         assert_eq!(
             decode(&output),
-            [headers("http:_@127.0.0.1:2379"), headers("http:_@127.0.0.1:2379")],
+            [
+                headers("http:_@127.0.0.1:2379"),
+                headers("http:_@127.0.0.1:2379")
+            ],
             "huffman {huffman}"
         );
     }
@@ -285,7 +301,10 @@ async fn blocks_without_a_scheme_pass_byte_for_byte() {
     ];
     frame_into(&mut input, HEADERS, END_HEADERS, 1, &block);
     assert_eq!(through_whole(&input).await, input);
-    assert_eq!(decode(&input)[0][3], (":authority".into(), "www.example.com".into()));
+    assert_eq!(
+        decode(&input)[0][3],
+        (":authority".into(), "www.example.com".into())
+    );
 }
 
 #[tokio::test]
@@ -319,7 +338,8 @@ async fn continuation_frames_padding_and_priority() {
 #[tokio::test]
 async fn any_split_of_the_input_gives_the_same_output() {
     let mut input = two_requests("http://127.0.0.1:2379", true, 3, true);
-    input.extend_from_slice(&two_requests("http://10.0.0.1:2379", false, 1, false)[PREFACE.len()..]);
+    input
+        .extend_from_slice(&two_requests("http://10.0.0.1:2379", false, 1, false)[PREFACE.len()..]);
     let whole = through_whole(&input).await;
     assert_eq!(decode(&whole).len(), 4);
     for chunk in [1, 2, 3, 5, 9, 10, 64] {
@@ -338,10 +358,22 @@ async fn a_block_that_outgrows_one_frame_is_split() {
     // Values that grow when Huffman coded as the rewrite needs: one frame of exactly the
     // maximum size before.
     let mut block = Vec::new();
-    literal_into(&mut block, 0x40, Name::Index(1), "http://127.0.0.1:2379", true);
+    literal_into(
+        &mut block,
+        0x40,
+        Name::Index(1),
+        "http://127.0.0.1:2379",
+        true,
+    );
     // The filler literal: its prefix, name length, name and a 3-octet value length.
     let filler = MAX_FRAME - block.len() - 6;
-    literal_into(&mut block, 0x00, Name::Literal("x"), &"a".repeat(filler), false);
+    literal_into(
+        &mut block,
+        0x00,
+        Name::Literal("x"),
+        &"a".repeat(filler),
+        false,
+    );
     assert_eq!(block.len(), MAX_FRAME);
     let mut input = connection_start();
     frame_into(&mut input, HEADERS, END_HEADERS | END_STREAM, 1, &block);
@@ -372,7 +404,13 @@ async fn the_table_is_followed_through_eviction_size_updates_and_literal_names()
     // Shrink to 0 (empties it) and grow back to 200: room for few entries.
     put_integer(&mut b, 0, 5, 0x20);
     put_integer(&mut b, 200, 5, 0x20);
-    literal_into(&mut b, 0x40, Name::Literal(":authority"), "http://a:1", true); // 52 bytes
+    literal_into(
+        &mut b,
+        0x40,
+        Name::Literal(":authority"),
+        "http://a:1",
+        true,
+    ); // 52 bytes
     literal_into(&mut b, 0x40, Name::Literal("referer"), "http://b:2", false); // 49
     literal_into(&mut b, 0x40, Name::Index(63), "https://c:3", false); // :authority, 53
     literal_into(&mut b, 0x10, Name::Index(63), "http://d:4", true); // referer: not fixed
@@ -415,7 +453,13 @@ async fn malformed_input_passes_unchanged() {
     frame_into(&mut cut, HEADERS, END_HEADERS, 1, &[0x41, 0x0a, b'h']);
     cases.push(("a string past the block", cut));
     let mut bad_huffman = connection_start();
-    frame_into(&mut bad_huffman, HEADERS, END_HEADERS, 1, &[0x41, 0x84, 0xff, 0xff, 0xff, 0xff]);
+    frame_into(
+        &mut bad_huffman,
+        HEADERS,
+        END_HEADERS,
+        1,
+        &[0x41, 0x84, 0xff, 0xff, 0xff, 0xff],
+    );
     cases.push(("bad Huffman padding", bad_huffman));
     let mut lone = connection_start();
     frame_into(&mut lone, CONTINUATION, END_HEADERS, 1, &[0x82]);

@@ -15,16 +15,16 @@ use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 use prost::Message;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tokio_stream::StreamExt;
 
 use crate::backend::RedbBackend;
 use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::node::{self, Node};
-use authority::AuthorityFix;
 use crate::raft::LogStore;
+use authority::AuthorityFix;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;

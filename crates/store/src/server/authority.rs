@@ -720,7 +720,7 @@ fn decoded<'a>(block: &'a [u8], s: Str, text: &'a mut Vec<u8>) -> Result<&'a [u8
         return Ok(raw);
     }
     text.clear();
-    httlib_huffman::decode(raw, text, httlib_huffman::DecoderSpeed::FourBits)
+    httlib_huffman::decode(raw, text, httlib_huffman::DecoderSpeed::FiveBits)
         .map_err(|_| Malformed)?;
     Ok(text)
 }

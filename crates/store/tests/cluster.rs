@@ -555,6 +555,20 @@ async fn etcdctl_with_http_endpoints_runs_status_hashkv_defrag_and_move_leader()
         .expect(&text);
     assert_eq!(status[0]["Status"]["leader"].as_u64(), Some(id), "{text}");
 
+    // `--cluster` takes the URLs from the member list: the user cannot leave the scheme out.
+    let (ok, text) = etcdctl(
+        &endpoint,
+        &["endpoint", "status", "--cluster", "-w", "json"],
+    )
+    .await;
+    assert!(ok, "{text}");
+    let status: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    assert_eq!(status[0]["Endpoint"], endpoint.as_str(), "{text}");
+    assert_eq!(
+        status[0]["Status"]["header"]["member_id"].as_u64(),
+        Some(id)
+    );
+
     let mut hashes = Vec::new();
     for ep in [&endpoint, &bare] {
         let (ok, text) = etcdctl(ep, &["endpoint", "hashkv", "-w", "json"]).await;

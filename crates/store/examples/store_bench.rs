@@ -241,8 +241,7 @@ async fn cluster(endpoints: &[String]) {
     eprintln!("cluster_retries {}", retries.load(Ordering::Relaxed));
 }
 
-/// Prints the index in `endpoints` of the member every member names as leader (etcdctl 3.4's
-/// `endpoint status` fails against berth: RST_STREAM PROTOCOL_ERROR, not investigated yet).
+/// Prints the index in `endpoints` of the member every member names as leader.
 async fn leader(endpoints: &[String]) {
     let mut seen = Vec::new();
     for endpoint in endpoints {

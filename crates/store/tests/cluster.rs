@@ -519,3 +519,83 @@ async fn etcdctl_adds_a_learner_that_catches_up_from_a_snapshot_promotes_it_and_
         m.stop().await;
     }
 }
+
+/// etcdctl dials the endpoints of `endpoint status`, `endpoint hashkv`, `defrag` and
+/// `move-leader` raw, so with `--endpoints http://…` grpc-go sends the whole URL as the
+/// `:authority` (ADR 0405); the store answers them as etcd does, and answers the same with
+/// the endpoint written without the scheme.
+#[tokio::test(flavor = "multi_thread")]
+async fn etcdctl_with_http_endpoints_runs_status_hashkv_defrag_and_move_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("single"));
+    config.listen_client_urls = vec![format!("http://127.0.0.1:{}", free_port())];
+    config.advertise_client_urls = config.listen_client_urls.clone();
+    let mut member = Member {
+        config,
+        running: None,
+    };
+    member.start();
+    let endpoint = member.endpoint();
+    let bare = endpoint.trim_start_matches("http://").to_string();
+    client(&endpoint).await;
+
+    let (ok, text) = etcdctl(&endpoint, &["put", "/authority/k", "v1"]).await;
+    assert!(ok && text.trim() == "OK", "{text}");
+    let (ok, text) = etcdctl(&endpoint, &["get", "/authority/k", "--print-value-only"]).await;
+    assert!(ok && text.trim() == "v1", "{text}");
+
+    let (ok, text) = etcdctl(&endpoint, &["endpoint", "status", "-w", "json"]).await;
+    assert!(ok, "{text}");
+    let status: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    assert_eq!(status[0]["Endpoint"], endpoint.as_str(), "{text}");
+    assert_eq!(status[0]["Status"]["header"]["revision"], 2, "{text}");
+    assert_eq!(status[0]["Status"]["version"], "3.4.0", "{text}");
+    let id = status[0]["Status"]["header"]["member_id"]
+        .as_u64()
+        .expect(&text);
+    assert_eq!(status[0]["Status"]["leader"].as_u64(), Some(id), "{text}");
+
+    // `--cluster` takes the URLs from the member list: the user cannot leave the scheme out.
+    let (ok, text) = etcdctl(
+        &endpoint,
+        &["endpoint", "status", "--cluster", "-w", "json"],
+    )
+    .await;
+    assert!(ok, "{text}");
+    let status: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    assert_eq!(status[0]["Endpoint"], endpoint.as_str(), "{text}");
+    assert_eq!(
+        status[0]["Status"]["header"]["member_id"].as_u64(),
+        Some(id)
+    );
+
+    let mut hashes = Vec::new();
+    for ep in [&endpoint, &bare] {
+        let (ok, text) = etcdctl(ep, &["endpoint", "hashkv", "-w", "json"]).await;
+        assert!(ok, "{text}");
+        let hash: serde_json::Value = serde_json::from_str(&text).expect(&text);
+        assert_eq!(hash[0]["Endpoint"], ep.as_str(), "{text}");
+        hashes.push(hash[0]["HashKV"]["hash"].as_u64().expect(&text));
+    }
+    assert_eq!(hashes[0], hashes[1]);
+
+    let (ok, text) = etcdctl(&endpoint, &["defrag"]).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("Finished defragmenting etcd member[{endpoint}]")),
+        "{text}"
+    );
+
+    // etcdctl reads every endpoint's status to find the leader, then asks it to move; a single
+    // store refuses the move itself, and says why.
+    let (_, text) = etcdctl(&endpoint, &["move-leader", &format!("{id:x}")]).await;
+    assert!(
+        text.contains("Leadership transferred")
+            || text.contains("leadership moves need a replicated store"),
+        "{text}"
+    );
+
+    let (ok, text) = etcdctl(&endpoint, &["get", "/authority/k", "--print-value-only"]).await;
+    assert!(ok && text.trim() == "v1", "{text}");
+    member.stop().await;
+}

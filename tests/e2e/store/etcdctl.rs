@@ -202,7 +202,7 @@ fn etcdctl_compaction_snapshot_status_and_member_list() {
         ok(e, &["snapshot", "save", snap.to_str().expect("utf-8 path")]).contains("Snapshot saved")
     );
     assert!(std::fs::metadata(&snap).map(|m| m.len()).unwrap_or(0) > 0);
-    // etcdctl's per-endpoint commands send the URL as :authority; give them host:port.
+    // Per-endpoint commands with host:port (the http:// form: crates/store/tests/cluster.rs).
     let hostport = format!("127.0.0.1:{}", s.port());
     let status = ok(&hostport, &["endpoint", "status", "-w", "json"]);
     assert!(

@@ -1,5 +1,6 @@
 //! The etcd v3 gRPC services over a [`Node`]: KV, Watch, Lease, Maintenance and Cluster.
 
+mod authority;
 mod cluster;
 mod kv;
 mod lease;
@@ -14,6 +15,7 @@ use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 use prost::Message;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -22,6 +24,7 @@ use crate::config::{Config, GRPC_OVERHEAD_BYTES, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::node::{self, Node};
 use crate::raft::LogStore;
+use authority::AuthorityFix;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
@@ -74,7 +77,9 @@ async fn serve_node(
     for &addr in addrs {
         let incoming = TcpIncoming::bind(addr)
             .map_err(|source| StoreError::Listen { addr, source })?
-            .with_nodelay(Some(true));
+            .with_nodelay(Some(true))
+            // etcdctl may send `http://host:port` as :authority, which h2 refuses (ADR 0405).
+            .map(|conn| conn.map(AuthorityFix::new));
         let router = Server::builder()
             .add_service(
                 PbKvServer::new(KvService::new(Arc::clone(&node))).max_decoding_message_size(limit),

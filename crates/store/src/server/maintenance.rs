@@ -268,7 +268,9 @@ impl PbMaintenanceService for MaintenanceService {
         _: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
         Err(Status::unimplemented(
-            "leadership moves need a replicated store (issue #7)",
+            "berth's store cannot move its leader (openraft 0.9 has no leadership transfer; \
+             ADR 0404): restart the leading member instead, and another takes over within one \
+             election timeout",
         ))
     }
 

@@ -54,7 +54,8 @@ wait_healthy() { # k
 			ETCDCTL_API=3 etcdctl --endpoints "$e" --command-timeout=2s endpoint health >/dev/null 2>&1 && continue 2
 			sleep 0.1
 		done
-		echo "member at $e never became healthy" >&2
+		echo "member at $e never became healthy; the members' logs:" >&2
+		tail -n 5 "$WORK"/*.log >&2 || true
 		return 1
 	done
 }

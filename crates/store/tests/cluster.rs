@@ -590,8 +590,7 @@ async fn etcdctl_with_http_endpoints_runs_status_hashkv_defrag_and_move_leader()
     // store refuses the move itself, and says why.
     let (_, text) = etcdctl(&endpoint, &["move-leader", &format!("{id:x}")]).await;
     assert!(
-        text.contains("Leadership transferred")
-            || text.contains("cannot move its leader"),
+        text.contains("Leadership transferred") || text.contains("cannot move its leader"),
         "{text}"
     );
 

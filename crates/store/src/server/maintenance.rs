@@ -229,7 +229,7 @@ impl PbMaintenanceService for MaintenanceService {
         _: Request<PbSnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         // Only the capture holds the state's lock: values are read and the messages made on a
-        // blocking thread, one chunk ahead of a slow client at most, while writes go on.
+        // blocking thread, at most two messages ahead of a slow client, while writes go on.
         let (source, rev) = self
             .node
             .read(|state, rev| (SnapshotSource::capture(state, rev), rev));

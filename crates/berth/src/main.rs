@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use berth_client::Host;
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: the store's put path allocates and frees small buffers
-/// on two threads at high rates (docs/adr/0406-allocator.md).
+/// mimalloc instead of glibc's malloc: the store's request path allocates small buffers on
+/// several threads and often frees them on another, which glibc's arenas handle worst
+/// (docs/adr/0406-allocator.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

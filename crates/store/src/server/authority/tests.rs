@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use super::hpack::*;
 use super::*;
 
 const SETTINGS: u8 = 0x4;

@@ -22,9 +22,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Ports: client 42k0i, peer 42k5i (k = 1 for etcd, 2 for berth; i = 0..2).
-client_url() { echo "http://127.0.0.1:42${1}0${2}"; }
-peer_url() { echo "http://127.0.0.1:42${1}5${2}"; }
+# Ports: client 22k0i, peer 22k5i (k = 1 for etcd, 2 for berth; i = 0..2). They lie below
+# Linux's ephemeral range (32768-60999 by default): a fixed port inside it can be taken by an
+# outgoing connection's local end (etcdctl's health checks, the members' own peer dials), and
+# the member then fails to start with "address in use".
+client_url() { echo "http://127.0.0.1:22${1}0${2}"; }
+peer_url() { echo "http://127.0.0.1:22${1}5${2}"; }
 
 start_member() { # kind k i
 	local kind=$1 k=$2 i=$3 initial="" j

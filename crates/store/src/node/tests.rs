@@ -1,0 +1,171 @@
+use std::time::Duration;
+
+use etcd_client::proto::PbPutRequest;
+
+use super::*;
+use crate::backend::{MemoryBackend, RedbBackend};
+
+fn put(i: usize) -> Command {
+    Command::Put(PbPutRequest {
+        key: format!("k{i}").into_bytes(),
+        value: b"v".to_vec(),
+        ..PbPutRequest::default()
+    })
+}
+
+async fn start(dir: &std::path::Path) -> (Arc<Node>, LogStore) {
+    // A stopped node lets go of the database file once its log thread has ended.
+    let mut backend = RedbBackend::open(dir);
+    for _ in 0..100 {
+        if backend.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        backend = RedbBackend::open(dir);
+    }
+    let backend = backend.unwrap();
+    let log = LogStore::open(backend.database()).unwrap();
+    let node = Node::start(Config::new("unused".into()), Box::new(backend), log.clone())
+        .await
+        .unwrap();
+    (node, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_fsyncs_and_each_gets_its_own_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, log) = start(dir.path()).await;
+    let before = log.durable_commits();
+    let writes: Vec<_> = (0..200)
+        .map(|i| {
+            let node = Arc::clone(&node);
+            tokio::spawn(async move { node.propose(put(i)).await.unwrap().revision })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for w in writes {
+        revisions.push(w.await.unwrap());
+    }
+    revisions.sort_unstable();
+    revisions.dedup();
+    assert_eq!(revisions.len(), 200, "every write has its own revision");
+    let fsyncs = log.durable_commits() - before;
+    assert!(fsyncs < 100, "writes were not grouped: {fsyncs} fsyncs");
+    assert_eq!(node.durable_revision(), 201);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_see_a_write_once_it_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RedbBackend::open(dir.path()).unwrap();
+    let log = LogStore::open(backend.database()).unwrap();
+    // The state may live anywhere; the log alone makes writes durable.
+    let node = Node::start(
+        Config::new("unused".into()),
+        Box::new(MemoryBackend::new(Arc::default(), Duration::ZERO)),
+        log,
+    )
+    .await
+    .unwrap();
+    let rev = node.propose(put(1)).await.unwrap().revision;
+    node.linearize().await.unwrap();
+    let seen = node.read(|state, at| state.index().get_at(b"k1", at).map(|kv| kv.mod_revision()));
+    assert_eq!(seen, Some(rev));
+    assert_eq!(
+        node.members(),
+        vec![(node.member_id, "http://127.0.0.1:2379".to_owned())]
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_are_replayed_from_the_log_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, log) = start(dir.path()).await;
+    let member = node.member_id;
+    for i in 0..50 {
+        node.propose(put(i)).await.unwrap();
+    }
+    node.shutdown().await;
+    drop((node, log));
+    let (node, _log) = start(dir.path()).await;
+    node.linearize().await.unwrap();
+    assert_eq!(node.member_id, member, "the member id survives a restart");
+    assert_eq!(node.durable_revision(), 51);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_captured_before_overwrites_and_a_compaction_is_written_as_of_its_cut() {
+    use crate::backend::{SnapshotSource, parse_snapshot};
+    let put_value = |i: usize, value: &str| {
+        Command::Put(PbPutRequest {
+            key: format!("k{i}").into_bytes(),
+            value: value.as_bytes().to_vec(),
+            ..PbPutRequest::default()
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _log) = start(dir.path()).await;
+    for i in 0..50 {
+        node.propose(put_value(i, "old")).await.unwrap();
+    }
+    let (source, cut) = node.read(|state, rev| (SnapshotSource::capture(state, rev), rev));
+    let source = source.unwrap();
+    // Every value the snapshot holds is overwritten, and the compaction deletes the old
+    // revisions from the data file: only the view pinned at the capture still has them.
+    for i in 0..50 {
+        node.propose(put_value(i, "new")).await.unwrap();
+    }
+    let now = node.durable_revision();
+    node.propose(Command::Compact { revision: now })
+        .await
+        .unwrap();
+    let reread = node.read(|state, _| {
+        let kv = state.index().get_at(b"k7", now).unwrap();
+        state.index().load_one(kv).unwrap().value
+    });
+    assert_eq!(reread, b"new");
+
+    let bytes = source.to_vec().unwrap();
+    assert_eq!(bytes.len() as u64, source.byte_len().unwrap());
+    let back = parse_snapshot(&bytes, 0).expect("a whole snapshot");
+    assert_eq!(back.index().current_revision(), cut);
+    for i in 0..50 {
+        let key = format!("k{i}");
+        let kv = back
+            .index()
+            .get_kv_at(key.as_bytes(), cut)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kv.value, b"old", "{key}");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_a_restart_after_the_log_was_snapshotted_and_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, log) = start(dir.path()).await;
+    for i in 0..30 {
+        node.propose(put(i)).await.unwrap();
+    }
+    let applied = node.raft.metrics().borrow().last_applied.unwrap();
+    node.raft.trigger().snapshot().await.unwrap();
+    let wait = || node.raft.wait(Some(Duration::from_secs(10)));
+    wait().snapshot(applied, "snapshot built").await.unwrap();
+    node.raft.trigger().purge_log(applied.index).await.unwrap();
+    wait().purged(Some(applied), "log purged").await.unwrap();
+    node.propose(put(100)).await.unwrap();
+    node.shutdown().await;
+    drop((node, log));
+    let (node, _log) = start(dir.path()).await;
+    node.linearize().await.unwrap();
+    assert_eq!(node.durable_revision(), 32);
+    let found = node.read(|state, at| {
+        [&b"k0"[..], b"k29", b"k100"].map(|k| state.index().get_at(k, at).is_some())
+    });
+    assert_eq!(found, [true; 3]);
+    node.shutdown().await;
+}

@@ -173,8 +173,18 @@ pub(super) fn literal(
         }
         let len = scratch.text.len();
         if let Some(at) = scratch.text.windows(3).position(|w| w == b"://") {
-            // Same decoded length, so the dynamic tables stay in step.
-            scratch.text[at + 1..at + 3].copy_from_slice(b"_@");
+            // `scheme://host:port/path` becomes `scheme:_…_@host:port`: the scheme and the
+            // path read as userinfo, and the decoded length stays the same, so the dynamic
+            // tables stay in step.
+            let host = at + 3;
+            let host_end = scratch.text[host..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(len, |slash| host + slash);
+            let at_sign = len - (host_end - host) - 1;
+            scratch.text.copy_within(host..host_end, at_sign + 1);
+            scratch.text[at + 1..at_sign].fill(b'_');
+            scratch.text[at_sign] = b'@';
             if !rewriting {
                 scratch.block.clear();
             }

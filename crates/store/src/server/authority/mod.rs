@@ -11,8 +11,9 @@
 //! CONTINUATION frames) holding a literal `:authority` whose value contains `://`. That one
 //! HPACK literal is re-emitted with the same representation (so it enters the server's
 //! dynamic table exactly when it entered the client's), the same name encoding and a value of
-//! the same decoded length in which `://` becomes `:_@` (`http://h:2379` becomes
-//! `http:_@h:2379`: the scheme reads as userinfo). Equal lengths keep the server's dynamic
+//! the same decoded length in which the scheme, and a path if there is one, become userinfo
+//! (`http://h:2379` becomes `http:_@h:2379`, `http://h:2379/` becomes `http:__@h:2379`).
+//! Equal lengths keep the server's dynamic
 //! table byte for byte in step with the client's, so later requests that index the entry get
 //! the fixed value too. To know which table index names `:authority`, the client's dynamic
 //! table is tracked (entry names and sizes only). Anything the transcoder does not understand

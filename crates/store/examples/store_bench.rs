@@ -186,6 +186,22 @@ async fn watch_fan_out(endpoint: &str) {
     report("watch_fanout_events", delivered, start.elapsed(), lat, None);
 }
 
+/// How long one operation of `cluster` is retried before the generator gives up (the
+/// cluster is gone, not changing leader).
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Counts a refused operation of `cluster` and waits a little before it is retried; exits
+/// the process once the operation has been refused for [`RETRY_FOR`], so a generator whose
+/// cluster died does not spin on.
+async fn refused(retries: &std::sync::atomic::AtomicU64, since: Instant, err: etcd_client::Error) {
+    retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if since.elapsed() > RETRY_FOR {
+        eprintln!("an operation was refused for {RETRY_FOR:?}, giving up: {err}");
+        std::process::exit(1);
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
 /// 64 clients, client i connected to member i mod n: 20,000 puts, then 20,000 linearizable
 /// gets of the keys written. A refused operation (e.g. during a leader change) is retried
 /// and counted: `cluster_retries N`.
@@ -210,12 +226,9 @@ async fn cluster(endpoints: &[String]) {
             let v = Arc::clone(&value);
             let r = Arc::clone(&r);
             async move {
-                while c
-                    .put(format!("many/{i}"), v.as_slice(), None)
-                    .await
-                    .is_err()
-                {
-                    r.fetch_add(1, Ordering::Relaxed);
+                let since = Instant::now();
+                while let Err(err) = c.put(format!("many/{i}"), v.as_slice(), None).await {
+                    refused(&r, since, err).await;
                 }
                 c
             }
@@ -230,8 +243,9 @@ async fn cluster(endpoints: &[String]) {
         move |mut c, i| {
             let r = Arc::clone(&r);
             async move {
-                while c.get(format!("many/{i}"), None).await.is_err() {
-                    r.fetch_add(1, Ordering::Relaxed);
+                let since = Instant::now();
+                while let Err(err) = c.get(format!("many/{i}"), None).await {
+                    refused(&r, since, err).await;
                 }
                 c
             }

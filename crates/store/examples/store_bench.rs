@@ -13,6 +13,7 @@
 //!            `berth` binary in release mode)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, WatchOptions};
@@ -193,8 +194,8 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 /// Counts a refused operation of `cluster` and waits a little before it is retried; exits
 /// the process once the operation has been refused for [`RETRY_FOR`], so a generator whose
 /// cluster died does not spin on.
-async fn refused(retries: &std::sync::atomic::AtomicU64, since: Instant, err: etcd_client::Error) {
-    retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+async fn refused(retries: &AtomicU64, since: Instant, err: etcd_client::Error) {
+    retries.fetch_add(1, Ordering::Relaxed);
     if since.elapsed() > RETRY_FOR {
         eprintln!("an operation was refused for {RETRY_FOR:?}, giving up: {err}");
         std::process::exit(1);
@@ -206,7 +207,6 @@ async fn refused(retries: &std::sync::atomic::AtomicU64, since: Instant, err: et
 /// gets of the keys written. A refused operation (e.g. during a leader change) is retried
 /// and counted: `cluster_retries N`.
 async fn cluster(endpoints: &[String]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
     let spread = async || {
         let mut out = Vec::with_capacity(CLIENTS);
         for i in 0..CLIENTS {

@@ -154,6 +154,16 @@ async fn acknowledged_writes_survive_leader_kill_9_and_restart_berth() {
     scenario_on(Store::Berth, 2, false, kill_the_leader_and_restart).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_leader_kill_9_and_restart_5() {
+    scenario_sized(Store::Etcd, 5, 12, false, kill_the_leader_and_restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_leader_kill_9_and_restart_berth_5() {
+    scenario_sized(Store::Berth, 5, 12, false, kill_the_leader_and_restart).await;
+}
+
 async fn pause_the_leader(cluster: &mut Cluster) {
     sleep(Duration::from_secs(1)).await;
     let victim = leader(cluster).await;

@@ -1,6 +1,7 @@
 //! A 3-member store on loopback, in one process (issue #7): writes through any member are seen
 //! by all, a stopped leader is replaced and loses no acknowledged write, and a restarted
-//! member catches up to the same HashKV. Membership changes at run time are made with
+//! member catches up to the same HashKV; a kept-alive lease is not expired early by a new
+//! leader, and expires once keep-alives stop. Membership changes at run time are made with
 //! Debian's `etcdctl` (ADR 0703): a learner added, caught up from a snapshot (the log was
 //! compacted), promoted; the leader removed; etcd's refusals.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use berth_store::Config;
 use berth_store::config::{ClusterConfig, ClusterState};
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
@@ -248,6 +249,106 @@ async fn three_members_replicate_survive_the_leader_and_converge_after_restart()
     }
 }
 
+/// Leases across a leader change (issue #7). Keep-alives renew the lease on the leader's
+/// clock only, so a new leader knows a lease's grant and nothing since: it must give every lease
+/// its full TTL again rather than expire it by what it knew. A lease kept alive through a
+/// follower for longer than its TTL outlives the stop of the leader until at least its TTL
+/// after the last keep-alive; once keep-alives stop, the new leader does expire it and deletes
+/// its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kept_alive_lease_is_not_expired_early_by_a_new_leader_and_still_expires() {
+    const TTL: u64 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = cluster(dir.path());
+    for m in &mut members {
+        m.start();
+    }
+    let first = leader(&members).await;
+    let follower = (first + 1) % MEMBERS;
+    let mut c = client(&members[follower].endpoint()).await;
+    let lease = c
+        .lease_grant(TTL as i64, None)
+        .await
+        .expect("lease grant")
+        .id();
+    c.put("leased", "v", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .expect("put with the lease");
+
+    // Kept alive through the follower for longer than the TTL: a clock counting from the
+    // grant would have expired the lease by the end of this.
+    let (mut keeper, mut answers) = c.lease_keep_alive(lease).await.expect("keep-alive");
+    let keep_until = Instant::now() + Duration::from_secs(TTL + 2);
+    let mut last = Instant::now();
+    while Instant::now() < keep_until {
+        keeper.keep_alive().await.expect("keep-alive sent");
+        let answer = answers
+            .message()
+            .await
+            .expect("keep-alive answered")
+            .expect("an answer");
+        assert_eq!(answer.ttl(), TTL as i64, "keep-alive answer");
+        last = Instant::now();
+        sleep(Duration::from_millis(500)).await;
+    }
+    drop((keeper, answers));
+
+    members[first].stop().await;
+    let second = leader(&members).await;
+    assert_ne!(second, first);
+    let mut l = client(&members[second].endpoint()).await;
+    let ttl = l
+        .lease_time_to_live(lease, None)
+        .await
+        .expect("time to live on the new leader")
+        .ttl();
+    assert!(ttl > 0, "the new leader gives the lease {ttl} s left");
+    // Until TTL after the last keep-alive (less a margin for the read itself), the key stays.
+    let safe_until = last + Duration::from_secs(TTL) - Duration::from_millis(300);
+    let mut reads = 0;
+    while Instant::now() < safe_until {
+        if let Ok(r) = l.get("leased", None).await {
+            assert_eq!(
+                r.kvs().len(),
+                1,
+                "the lease expired {:?} after its last keep-alive, before its TTL of {TTL} s",
+                last.elapsed()
+            );
+            reads += 1;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reads > 0,
+        "the failover took the whole TTL: nothing was checked"
+    );
+
+    // No more keep-alives: the new leader expires the lease and its key goes.
+    let deadline = Instant::now() + Duration::from_secs(TTL + 5);
+    loop {
+        if let Ok(r) = l.get("leased", None).await
+            && r.kvs().is_empty()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease never expired on the new leader"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let gone = l
+        .lease_time_to_live(lease, None)
+        .await
+        .expect("time to live");
+    assert_eq!(gone.ttl(), -1, "an expired lease reports TTL -1");
+    for m in &mut members {
+        if m.running.is_some() {
+            m.stop().await;
+        }
+    }
+}
+
 /// Many clients of one follower at once (ADR 0704): their writes reach the leader in shared
 /// ProposeBatch RPCs and their linearizable reads share read-index rounds, yet each write gets
 /// its own answer — its own revision, or its own refusal — and each read that starts after a
@@ -275,7 +376,7 @@ async fn a_followers_concurrent_writes_and_reads_share_batches_but_get_their_own
                 if (i + round) % 4 == 0 {
                     // A lease that does not exist: refused on its own, the batch's other
                     // writes are not.
-                    let options = etcd_client::PutOptions::new().with_lease(0x5eed_0000 + i);
+                    let options = PutOptions::new().with_lease(0x5eed_0000 + i);
                     let err = writer
                         .put(key.as_str(), "v", Some(options))
                         .await

@@ -19,7 +19,9 @@
 //! (SIGSTOP / SIGCONT), [`Hosts::partition`] / [`Hosts::isolate`] / [`Hosts::heal`] (iptables
 //! DROP rules inside the namespaces, between host addresses only: the test's clients on the
 //! bridge address still reach every host), [`Hosts::netem`] (`tc qdisc … netem`, reported as
-//! [`HostsError::NetemUnsupported`] where the kernel lacks `sch_netem`). [`Hosts::slow_disk`]
+//! [`HostsError::NetemUnsupported`] where the kernel lacks `sch_netem`), [`Hosts::lossy`]
+//! (random loss on a host's link through iptables' `statistic` match, which needs no
+//! `sch_netem`; healed with the partitions). [`Hosts::slow_disk`]
 //! delays every fsync/fdatasync of a host's process through strace's fault injection (this
 //! kernel has no device-mapper `delay` target; ADR 0701 weighs the options).
 
@@ -66,6 +68,8 @@ pub enum HostsError {
     NeverStarted { index: usize },
     #[error("tc netem is not supported by this kernel (sch_netem missing): {detail}")]
     NetemUnsupported { detail: String },
+    #[error("a packet loss of {loss_percent}% asked for; it is a percentage from 0 to 100")]
+    BadLoss { loss_percent: f64 },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> HostsError {
@@ -391,6 +395,38 @@ impl Hosts {
         for i in 0..self.count {
             self.iptables(i, &["-F", "INPUT"])?;
             self.iptables(i, &["-F", "OUTPUT"])?;
+        }
+        Ok(())
+    }
+
+    /// Makes host `i` drop `loss_percent` of the packets it sends and of those it receives on
+    /// its link, at random (iptables' `statistic` match): the loss half of
+    /// [`Hosts::netem`], which works where the kernel has no `sch_netem`. Adds to any partition;
+    /// [`Hosts::heal`] removes it with the partitions.
+    pub fn lossy(&mut self, i: usize, loss_percent: f64) -> Result<(), HostsError> {
+        self.check(i)?;
+        if !(0.0..=100.0).contains(&loss_percent) {
+            return Err(HostsError::BadLoss { loss_percent });
+        }
+        let probability = format!("{:.4}", loss_percent / 100.0);
+        for (chain, way) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
+            self.iptables(
+                i,
+                &[
+                    "-A",
+                    chain,
+                    way,
+                    "eth0",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &probability,
+                    "-j",
+                    "DROP",
+                ],
+            )?;
         }
         Ok(())
     }

@@ -302,6 +302,38 @@ async fn five_members_minority_of_followers_cut_off_berth_5() {
     scenario_sized(Store::Berth, 5, 9, false, async |c| split(c, true).await).await;
 }
 
+/// Every member drops a fifth of the packets it sends and receives, clients' included, for 3 s
+/// under load, then the links heal: the loss half of a netem fault (this kernel has no
+/// `sch_netem`, so no delay), through iptables' `statistic` match.
+async fn lossy_links(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    for i in 0..cluster.endpoints.len() {
+        cluster.hosts.lossy(i, 20.0).expect("a lossy link");
+    }
+    sleep(Duration::from_secs(3)).await;
+    cluster.hosts.heal().expect("heal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_links_on_every_member_stay_linearizable() {
+    scenario(13, false, lossy_links).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_links_on_every_member_stay_linearizable_berth() {
+    scenario_on(Store::Berth, 13, false, lossy_links).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_links_on_every_member_stay_linearizable_5() {
+    scenario_sized(Store::Etcd, 5, 13, false, lossy_links).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_links_on_every_member_stay_linearizable_berth_5() {
+    scenario_sized(Store::Berth, 5, 13, false, lossy_links).await;
+}
+
 /// Every member in turn killed and started again on its data, each back before the next.
 async fn rolling_restart(cluster: &mut Cluster) {
     sleep(Duration::from_millis(500)).await;

@@ -182,6 +182,54 @@ fn gc_stale_removes_what_a_dead_harness_left() {
     assert!(!netns_exists(&ns) && !link_exists(&bridge) && !dir.exists());
 }
 
+/// How many of `count` pings from `from` to `to` are answered (busybox ping, 50 ms apart).
+fn answered(hosts: &Hosts, from: usize, to: usize, count: u32) -> u32 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.netns(from),
+            "busybox",
+            "ping",
+            "-q",
+            "-i",
+            "0.05",
+            "-W",
+            "2",
+            "-c",
+            &count.to_string(),
+            &hosts.addr(to).to_string(),
+        ])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "N packets transmitted, M packets received, …"
+    text.split(',')
+        .find_map(|part| part.trim().strip_suffix(" packets received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary in {text:?}"))
+}
+
+#[test]
+fn a_lossy_host_loses_some_packets_not_all_until_healed() {
+    let mut hosts = Hosts::new(2).expect("make hosts");
+    assert_eq!(answered(&hosts, 0, 1, 20), 20, "no loss before");
+    // Host 1 drops half of what it receives and half of what it sends: a ping and its answer
+    // both get through a quarter of the time.
+    hosts.lossy(1, 50.0).expect("lossy");
+    let got = answered(&hosts, 0, 1, 60);
+    assert!(
+        (1..=40).contains(&got),
+        "{got} of 60 pings answered through a 50% loss each way"
+    );
+    assert!(matches!(
+        hosts.lossy(1, 150.0),
+        Err(HostsError::BadLoss { .. })
+    ));
+    hosts.heal().expect("heal");
+    assert_eq!(answered(&hosts, 0, 1, 20), 20, "no loss after heal");
+}
+
 #[test]
 fn netem_either_works_or_says_the_kernel_lacks_it() {
     let mut hosts = Hosts::new(2).expect("make hosts");

@@ -21,7 +21,8 @@
 //! bridge address still reach every host), [`Hosts::netem`] (`tc qdisc … netem`, reported as
 //! [`HostsError::NetemUnsupported`] where the kernel lacks `sch_netem`), [`Hosts::lossy`]
 //! (random loss on a host's link through iptables' `statistic` match, which needs no
-//! `sch_netem`; healed with the partitions). [`Hosts::slow_disk`]
+//! `sch_netem`; healed with the partitions), [`Hosts::slow_link`] (a `tbf` rate limit: delay
+//! that grows with the queue). [`Hosts::slow_disk`]
 //! delays every fsync/fdatasync of a host's process through strace's fault injection (this
 //! kernel has no device-mapper `delay` target; ADR 0701 weighs the options).
 
@@ -510,6 +511,24 @@ impl Hosts {
             tracer.wait().map_err(io_err("wait for strace"))?;
         }
         Ok(())
+    }
+
+    /// Limits what host `i` sends on its link to `kbit` kilobits a second (a `tbf` qdisc, which
+    /// this kernel has where it lacks netem), queueing up to half a second of it: a slow link,
+    /// whose delay grows with what is queued behind each packet. [`Hosts::clear_netem`] removes
+    /// it as it removes netem.
+    pub fn slow_link(&mut self, i: usize, kbit: u32) -> Result<(), HostsError> {
+        self.check(i)?;
+        let ns = self.netns(i);
+        let rate = format!("{kbit}kbit");
+        run(
+            "ip",
+            &[
+                "netns", "exec", &ns, "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
+                "rate", &rate, "burst", "4kb", "latency", "500ms",
+            ],
+        )
+        .map(drop)
     }
 
     /// Removes host `i`'s netem qdisc, if any.

@@ -334,6 +334,40 @@ async fn lossy_links_on_every_member_stay_linearizable_berth_5() {
     scenario_sized(Store::Berth, 5, 13, false, lossy_links).await;
 }
 
+/// Every member's link slowed to 128 kbit/s for 3 s under load (a `tbf` qdisc: up to half a
+/// second of queue, so delays grow with the traffic behind each packet, heartbeats included),
+/// then cleared: the delay half of a netem fault, as this kernel allows it.
+async fn slow_links(cluster: &mut Cluster) {
+    sleep(Duration::from_secs(1)).await;
+    for i in 0..cluster.endpoints.len() {
+        cluster.hosts.slow_link(i, 128).expect("a slow link");
+    }
+    sleep(Duration::from_secs(3)).await;
+    for i in 0..cluster.endpoints.len() {
+        cluster.hosts.clear_netem(i).expect("clear the slow link");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_links_on_every_member_stay_linearizable() {
+    scenario(14, false, slow_links).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_links_on_every_member_stay_linearizable_berth() {
+    scenario_on(Store::Berth, 14, false, slow_links).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_links_on_every_member_stay_linearizable_5() {
+    scenario_sized(Store::Etcd, 5, 14, false, slow_links).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_links_on_every_member_stay_linearizable_berth_5() {
+    scenario_sized(Store::Berth, 5, 14, false, slow_links).await;
+}
+
 /// Every member in turn killed and started again on its data, each back before the next.
 async fn rolling_restart(cluster: &mut Cluster) {
     sleep(Duration::from_millis(500)).await;

@@ -230,6 +230,52 @@ fn a_lossy_host_loses_some_packets_not_all_until_healed() {
     assert_eq!(answered(&hosts, 0, 1, 20), 20, "no loss after heal");
 }
 
+/// The average round trip of 20 pings of 1,000 bytes from `from` to `to`, 20 ms apart (400
+/// kbit/s each way), in ms.
+fn round_trip_ms(hosts: &Hosts, from: usize, to: usize) -> f64 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.netns(from),
+            "busybox",
+            "ping",
+            "-q",
+            "-s",
+            "1000",
+            "-i",
+            "0.02",
+            "-c",
+            "20",
+            &hosts.addr(to).to_string(),
+        ])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "round-trip min/avg/max = 0.061/0.098/0.165 ms"
+    text.lines()
+        .find_map(|l| l.strip_prefix("round-trip min/avg/max = "))
+        .and_then(|v| v.split('/').nth(1))
+        .and_then(|avg| avg.parse().ok())
+        .unwrap_or_else(|| panic!("no round trip in {text:?}"))
+}
+
+#[test]
+fn a_slow_link_delays_what_the_host_sends_until_cleared() {
+    let mut hosts = Hosts::new(2).expect("make hosts");
+    let before = round_trip_ms(&hosts, 0, 1);
+    // 64 kbit/s, a sixth of what the pings need: host 1's answers queue up behind each other.
+    hosts.slow_link(1, 64).expect("slow link");
+    let slow = round_trip_ms(&hosts, 0, 1);
+    assert!(
+        slow > 100.0 && slow > 10.0 * before,
+        "round trip {slow} ms through the slow link, {before} ms before"
+    );
+    hosts.clear_netem(1).expect("clear");
+    let after = round_trip_ms(&hosts, 0, 1);
+    assert!(after < 50.0, "round trip {after} ms after clearing");
+}
+
 #[test]
 fn netem_either_works_or_says_the_kernel_lacks_it() {
     let mut hosts = Hosts::new(2).expect("make hosts");

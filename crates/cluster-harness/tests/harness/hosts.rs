@@ -6,23 +6,19 @@ use std::time::Duration;
 
 use berth_cluster_harness::hosts::{Hosts, HostsError, ROOT, gc_stale};
 
-/// Whether host `from` can ping `to` (busybox ping, one packet, one second).
+/// busybox ping from host `from` to `to` with `args` before the address.
+fn ping(hosts: &Hosts, from: usize, to: usize, args: &[&str]) -> std::process::Output {
+    let netns = hosts.netns(from);
+    let addr = hosts.addr(to).to_string();
+    let mut full = vec!["netns", "exec", &netns, "busybox", "ping"];
+    full.extend_from_slice(args);
+    full.push(&addr);
+    Command::new("ip").args(full).output().expect("run ping")
+}
+
+/// Whether host `from` can ping `to` (one packet, one second).
 fn reaches(hosts: &Hosts, from: usize, to: usize) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.netns(from),
-            "busybox",
-            "ping",
-            "-c1",
-            "-W1",
-            &hosts.addr(to).to_string(),
-        ])
-        .output()
-        .expect("run ping")
-        .status
-        .success()
+    ping(hosts, from, to, &["-c1", "-W1"]).status.success()
 }
 
 fn netns_exists(name: &str) -> bool {
@@ -182,26 +178,15 @@ fn gc_stale_removes_what_a_dead_harness_left() {
     assert!(!netns_exists(&ns) && !link_exists(&bridge) && !dir.exists());
 }
 
-/// How many of `count` pings from `from` to `to` are answered (busybox ping, 50 ms apart).
+/// How many of `count` pings from `from` to `to` are answered (50 ms apart).
 fn answered(hosts: &Hosts, from: usize, to: usize, count: u32) -> u32 {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.netns(from),
-            "busybox",
-            "ping",
-            "-q",
-            "-i",
-            "0.05",
-            "-W",
-            "2",
-            "-c",
-            &count.to_string(),
-            &hosts.addr(to).to_string(),
-        ])
-        .output()
-        .expect("run ping");
+    let count = count.to_string();
+    let out = ping(
+        hosts,
+        from,
+        to,
+        &["-q", "-i", "0.05", "-W", "2", "-c", &count],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // "N packets transmitted, M packets received, …"
     text.split(',')
@@ -233,24 +218,12 @@ fn a_lossy_host_loses_some_packets_not_all_until_healed() {
 /// The average round trip of 20 pings of 1,000 bytes from `from` to `to`, 20 ms apart (400
 /// kbit/s each way), in ms.
 fn round_trip_ms(hosts: &Hosts, from: usize, to: usize) -> f64 {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.netns(from),
-            "busybox",
-            "ping",
-            "-q",
-            "-s",
-            "1000",
-            "-i",
-            "0.02",
-            "-c",
-            "20",
-            &hosts.addr(to).to_string(),
-        ])
-        .output()
-        .expect("run ping");
+    let out = ping(
+        hosts,
+        from,
+        to,
+        &["-q", "-s", "1000", "-i", "0.02", "-c", "20"],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // "round-trip min/avg/max = 0.061/0.098/0.165 ms"
     text.lines()

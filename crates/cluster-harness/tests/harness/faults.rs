@@ -183,9 +183,20 @@ async fn paused_leader_sigstop_then_sigcont_stays_linearizable_berth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_disk_on_the_leader_stays_linearizable() {
+async fn paused_leader_sigstop_then_sigcont_stays_linearizable_5() {
+    scenario_sized(Store::Etcd, 5, 5, false, pause_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_sigstop_then_sigcont_stays_linearizable_berth_5() {
+    scenario_sized(Store::Berth, 5, 5, false, pause_the_leader).await;
+}
+
+/// Every fsync of the leader's process returns 100 ms late for 2 s under load; the strace
+/// that delays them must have delayed some.
+async fn slow_disk_on_the_leader(store: Store, members: usize) {
     let mut delayed = String::new();
-    scenario(6, false, async |cluster: &mut Cluster| {
+    scenario_sized(store, members, 6, false, async |cluster: &mut Cluster| {
         sleep(Duration::from_secs(1)).await;
         let victim = leader(cluster).await;
         cluster
@@ -205,6 +216,26 @@ async fn slow_disk_on_the_leader_stays_linearizable() {
         delayed.contains("DELAYED"),
         "no fsync was delayed; strace wrote:\n{delayed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_on_the_leader_stays_linearizable() {
+    slow_disk_on_the_leader(Store::Etcd, MEMBERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_on_the_leader_stays_linearizable_berth() {
+    slow_disk_on_the_leader(Store::Berth, MEMBERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_on_the_leader_stays_linearizable_5() {
+    slow_disk_on_the_leader(Store::Etcd, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_on_the_leader_stays_linearizable_berth_5() {
+    slow_disk_on_the_leader(Store::Berth, 5).await;
 }
 
 async fn isolate_a_follower(cluster: &mut Cluster) {
@@ -230,6 +261,16 @@ async fn isolated_follower_serves_no_stale_reads_berth() {
     scenario_on(Store::Berth, 7, false, isolate_a_follower).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_serves_no_stale_reads_5() {
+    scenario_sized(Store::Etcd, 5, 7, false, isolate_a_follower).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_serves_no_stale_reads_berth_5() {
+    scenario_sized(Store::Berth, 5, 7, false, isolate_a_follower).await;
+}
+
 async fn isolate_the_leader(cluster: &mut Cluster) {
     sleep(Duration::from_secs(1)).await;
     let victim = leader(cluster).await;
@@ -249,6 +290,16 @@ async fn isolated_leader_minority_then_heal_stays_linearizable_berth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_minority_then_heal_stays_linearizable_5() {
+    scenario_sized(Store::Etcd, 5, 3, false, isolate_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_minority_then_heal_stays_linearizable_berth_5() {
+    scenario_sized(Store::Berth, 5, 3, false, isolate_the_leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates() {
     scenario(4, true, kill_the_leader_and_restart).await;
 }
@@ -256,6 +307,16 @@ async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates_berth() {
     scenario_on(Store::Berth, 4, true, kill_the_leader_and_restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates_5() {
+    scenario_sized(Store::Etcd, 5, 4, true, kill_the_leader_and_restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_on_the_killed_leader_resumes_without_gaps_or_duplicates_berth_5() {
+    scenario_sized(Store::Berth, 5, 4, true, kill_the_leader_and_restart).await;
 }
 
 /// The leader and as many others as make a minority on one side, the rest on the other; or,

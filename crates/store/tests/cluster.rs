@@ -252,9 +252,9 @@ async fn three_members_replicate_survive_the_leader_and_converge_after_restart()
 /// Leases across a leader change (issue #7). Keep-alives renew the lease on the leader's
 /// clock only, so a new leader knows a lease's grant and nothing since: it must give every lease
 /// its full TTL again rather than expire it by what it knew. A lease kept alive through a
-/// follower for longer than its TTL outlives the stop of the leader until at least its TTL
-/// after the last keep-alive; once keep-alives stop, the new leader does expire it and deletes
-/// its key.
+/// follower for longer than its TTL has time left when asked through that follower, outlives
+/// the stop of the leader until at least its TTL after the last keep-alive, is kept alive by
+/// the new leader; once keep-alives stop, the new leader does expire it and deletes its key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_kept_alive_lease_is_not_expired_early_by_a_new_leader_and_still_expires() {
     const TTL: u64 = 4;
@@ -292,6 +292,13 @@ async fn a_kept_alive_lease_is_not_expired_early_by_a_new_leader_and_still_expir
         sleep(Duration::from_millis(500)).await;
     }
     drop((keeper, answers));
+    // A follower's own clock knows the grant only: it asks the leader's.
+    let ttl = c
+        .lease_time_to_live(lease, None)
+        .await
+        .expect("time to live through the follower")
+        .ttl();
+    assert!(ttl > 0, "the follower says the lease has {ttl} s left");
 
     members[first].stop().await;
     let second = leader(&members).await;
@@ -322,6 +329,16 @@ async fn a_kept_alive_lease_is_not_expired_early_by_a_new_leader_and_still_expir
         reads > 0,
         "the failover took the whole TTL: nothing was checked"
     );
+    // A keep-alive now reaches the new leader, whose clock must not call the lease expired.
+    let (mut keeper, mut answers) = l.lease_keep_alive(lease).await.expect("keep-alive");
+    keeper.keep_alive().await.expect("keep-alive sent");
+    let answer = answers
+        .message()
+        .await
+        .expect("keep-alive answered")
+        .expect("an answer");
+    assert_eq!(answer.ttl(), TTL as i64, "keep-alive on the new leader");
+    drop((keeper, answers));
 
     // No more keep-alives: the new leader expires the lease and its key goes.
     let deadline = Instant::now() + Duration::from_secs(TTL + 5);

@@ -7,9 +7,29 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct LeaseClock {
     deadlines: HashMap<i64, Instant>,
+    /// The raft term in which this member, leading, last gave every lease its full TTL again.
+    renewed_in_term: Option<u64>,
 }
 
 impl LeaseClock {
+    /// The term of the last renewal of every lease by this member as leader, if any.
+    pub fn renewed_in_term(&self) -> Option<u64> {
+        self.renewed_in_term
+    }
+
+    /// Gives every one of `leases` (id, TTL) its full TTL from `now`, for leading in `term`.
+    pub fn renew_all(
+        &mut self,
+        leases: impl IntoIterator<Item = (i64, i64)>,
+        now: Instant,
+        term: u64,
+    ) {
+        for (id, ttl) in leases {
+            self.renew(id, ttl, now);
+        }
+        self.renewed_in_term = Some(term);
+    }
+
     /// Starts or restarts the countdown of lease `id`: it expires `ttl` seconds after `now`.
     pub fn renew(&mut self, id: i64, ttl: i64, now: Instant) {
         let secs = u64::try_from(ttl.max(0)).unwrap_or(0);

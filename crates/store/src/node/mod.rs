@@ -338,34 +338,70 @@ impl Node {
     /// that is gone or has expired (an expired lease is never brought back).
     pub async fn keep_alive(&self, id: i64) -> Result<i64, EtcdError> {
         match self.leader().await? {
-            Leader::ThisMember => Ok(self.keep_alive_here(id)),
+            Leader::ThisMember => self.keep_alive_here(id),
             Leader::Other(url) => self.peers.keep_alive(&url, id).await,
         }
     }
 
-    /// [`Node::keep_alive`] on this member's lease clock.
-    pub(crate) fn keep_alive_here(&self, id: i64) -> i64 {
+    /// [`Node::keep_alive`] on this member's lease clock; "leader changed" if it no longer
+    /// leads.
+    pub(crate) fn keep_alive_here(&self, id: i64) -> Result<i64, EtcdError> {
         let granted = self.read(|state, _| state.leases().ttl(id));
         let now = Instant::now();
-        let mut clock = self.lease_clock();
-        match (granted, clock.remaining(id, now)) {
+        let mut clock = self.leader_clock().ok_or(EtcdError::LeaderChanged)?;
+        Ok(match (granted, clock.remaining(id, now)) {
             (Some(ttl), Some(left)) if left > 0 => {
                 clock.renew(id, ttl, now);
                 ttl
             }
             _ => 0,
+        })
+    }
+
+    /// The seconds lease `id` has left, as the leader's clock (the only one keep-alives reach)
+    /// counts them; `None` for a lease it does not know.
+    pub async fn lease_remaining(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+        match self.leader().await? {
+            Leader::ThisMember => self.lease_remaining_here(id),
+            Leader::Other(url) => self.peers.lease_remaining(&url, id).await,
         }
     }
 
-    /// Gives every lease its full TTL again from now: a new leader does not know when the
-    /// old one last renewed them, so it never expires one earlier than the old one would have.
-    pub(crate) fn renew_all_leases(&self) {
-        let leases = self.read(|state, _| state.leases().all());
-        let now = Instant::now();
-        let mut clock = self.lease_clock();
-        for (id, ttl) in leases {
-            clock.renew(id, ttl, now);
+    /// [`Node::lease_remaining`] on this member's lease clock; "leader changed" if it no
+    /// longer leads.
+    pub(crate) fn lease_remaining_here(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+        let clock = self.leader_clock().ok_or(EtcdError::LeaderChanged)?;
+        Ok(clock.remaining(id, Instant::now()))
+    }
+
+    /// The lease clock for this member's use as leader (keep-alives, time to live, expiry),
+    /// or `None` if it does not lead. The first time it is taken in a term this member leads,
+    /// every lease gets its full TTL again from now: keep-alives only reached the old leader's
+    /// clock, so a new leader does not know when each lease was last renewed, and must never
+    /// expire one — or answer a keep-alive or a time-to-live — earlier than the old one would
+    /// have. Doing it here rather than on the reaper's next tick leaves no moment in which the
+    /// new leader answers from the deadlines it had as a follower.
+    pub(crate) fn leader_clock(&self) -> Option<std::sync::MutexGuard<'_, LeaseClock>> {
+        let term = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_leader == Some(self.member_id)).then_some(m.current_term)
+        }?;
+        {
+            let clock = self.lease_clock();
+            if clock.renewed_in_term() == Some(term) {
+                return Some(clock);
+            }
         }
+        // The state is read before the clock is locked (the order every path takes). A lease
+        // granted meanwhile was put on the clock by its apply; one revoked meanwhile is
+        // renewed for nothing and dropped by the reaper when it comes due.
+        let leases = self.read(|state, _| state.leases().all());
+        let mut clock = self.lease_clock();
+        if clock.renewed_in_term() != Some(term) {
+            clock.renew_all(leases, Instant::now(), term);
+        }
+        Some(clock)
     }
 
     /// Stops raft (its log and state machine tasks) and the peer server.
@@ -424,7 +460,9 @@ impl Node {
         &self.shared.hub
     }
 
-    pub fn lease_clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
+    /// This member's lease clock as it is: as a follower's, it knows grants, not keep-alives.
+    /// Use [`Node::leader_clock`] to act on it.
+    fn lease_clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
         self.shared.clock()
     }
 

@@ -33,22 +33,16 @@ pub fn spawn_background(node: &Arc<Node>) -> Vec<JoinHandle<()>> {
 }
 
 /// Revokes expired leases, on the leader only: followers' clocks are not renewed by
-/// keep-alives. A member that becomes leader first gives every lease its full TTL again.
+/// keep-alives. A member that becomes leader first gives every lease its full TTL again
+/// ([`Node::leader_clock`]).
 async fn reap_leases(node: Arc<Node>) {
     let mut tick = tokio::time::interval(LEASE_TICK);
-    let mut leading = false;
     loop {
         tick.tick().await;
-        let now_leading = node.is_leader();
-        if now_leading && !leading {
-            node.renew_all_leases();
-        }
-        leading = now_leading;
-        if !leading {
-            continue;
-        }
         let expired = {
-            let mut clock = node.lease_clock();
+            let Some(mut clock) = node.leader_clock() else {
+                continue;
+            };
             let ids = clock.expired(Instant::now());
             for id in &ids {
                 clock.forget(*id);

@@ -123,6 +123,20 @@ impl Peers {
         Ok(reply.into_inner().ttl)
     }
 
+    /// Asks the leader at `url` how long lease `id` has left; `None` if it does not know it.
+    pub async fn lease_remaining(&self, url: &str, id: i64) -> Result<Option<i64>, EtcdError> {
+        let mut client = self.client(url).map_err(|_| EtcdError::NoLeader)?;
+        let reply = client
+            .lease_remaining(request(
+                proto::LeaseRemainingRequest { id },
+                FORWARD_TIMEOUT,
+            ))
+            .await
+            .map_err(forward_error)?;
+        let ttl = reply.into_inner().ttl;
+        Ok((ttl >= 0).then_some(ttl))
+    }
+
     /// Hands a membership change to the leader at `url`. Its refusals (etcd's member errors)
     /// are passed on as it sent them; a failure to reach it is "leader changed".
     pub async fn change_members(

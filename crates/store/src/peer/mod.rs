@@ -9,8 +9,8 @@
 //! - [`PeerService`]: the server side, over a [`crate::node::Node`]: raft's RPCs go to openraft,
 //!   forwarded writes (`ProposeBatch`: a follower's waiting writes at once, ADR 0704; the lone
 //!   `Propose` is still served) to the node's proposer (only if it leads), read-index
-//!   requests to the leader's shared leadership-check rounds, lease keep-alives to the node's
-//!   lease clock.
+//!   requests to the leader's shared leadership-check rounds, lease keep-alives and
+//!   time-to-live questions (`LeaseRemaining`) to the leader's lease clock.
 //!
 //! What it does not do yet: TLS between peers, streaming a snapshot instead of openraft's
 //! chunked RPCs (each chunk is one message), back-pressure beyond openraft's own.

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::peer_server::{Peer, PeerServer};
 use super::{MAX_PEER_MESSAGE, proto, wire};
-use crate::error::{EtcdError, StoreError};
+use crate::error::StoreError;
 use crate::node::Node;
 use crate::raft::codec::{self, DecodeError};
 
@@ -119,11 +119,19 @@ impl Peer for PeerService {
         &self,
         request: Request<proto::LeaseKeepAliveRequest>,
     ) -> Result<Response<proto::LeaseKeepAliveReply>, Status> {
-        if !self.node.is_leader() {
-            return Err(EtcdError::LeaderChanged.into());
-        }
-        let ttl = self.node.keep_alive_here(request.get_ref().id);
+        let ttl = self.node.keep_alive_here(request.get_ref().id)?;
         Ok(Response::new(proto::LeaseKeepAliveReply { ttl }))
+    }
+
+    async fn lease_remaining(
+        &self,
+        request: Request<proto::LeaseRemainingRequest>,
+    ) -> Result<Response<proto::LeaseRemainingReply>, Status> {
+        let ttl = self
+            .node
+            .lease_remaining_here(request.get_ref().id)?
+            .unwrap_or(-1);
+        Ok(Response::new(proto::LeaseRemainingReply { ttl }))
     }
 
     async fn describe(

@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use etcd_client::proto::{
     PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse,
@@ -134,7 +133,8 @@ impl PbLeaseService for LeaseService {
                 rev,
             )
         });
-        let remaining = node.lease_clock().remaining(req.id, Instant::now());
+        // The leader's clock: a follower's knows the grant but none of the keep-alives.
+        let remaining = node.lease_remaining(req.id).await?;
         let resp = match (granted, remaining) {
             (Some(granted_ttl), Some(ttl)) => PbLeaseTimeToLiveResponse {
                 header: node.header(rev),

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use berth_store::Config;
 use berth_store::config::{ClusterConfig, ClusterState};
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use etcd_client::{
+    Client, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
@@ -249,6 +251,17 @@ async fn three_members_replicate_survive_the_leader_and_converge_after_restart()
     }
 }
 
+/// Sends one keep-alive on a stream and returns the TTL it was answered with.
+async fn keep_alive(keeper: &mut LeaseKeeper, answers: &mut LeaseKeepAliveStream) -> i64 {
+    keeper.keep_alive().await.expect("keep-alive sent");
+    answers
+        .message()
+        .await
+        .expect("keep-alive answered")
+        .expect("an answer")
+        .ttl()
+}
+
 /// Leases across a leader change (issue #7). Keep-alives renew the lease on the leader's
 /// clock only, so a new leader knows a lease's grant and nothing since: it must give every lease
 /// its full TTL again rather than expire it by what it knew. A lease kept alive through a
@@ -281,13 +294,11 @@ async fn a_kept_alive_lease_is_not_expired_early_by_a_new_leader_and_still_expir
     let keep_until = Instant::now() + Duration::from_secs(TTL + 2);
     let mut last = Instant::now();
     while Instant::now() < keep_until {
-        keeper.keep_alive().await.expect("keep-alive sent");
-        let answer = answers
-            .message()
-            .await
-            .expect("keep-alive answered")
-            .expect("an answer");
-        assert_eq!(answer.ttl(), TTL as i64, "keep-alive answer");
+        assert_eq!(
+            keep_alive(&mut keeper, &mut answers).await,
+            TTL as i64,
+            "keep-alive answer"
+        );
         last = Instant::now();
         sleep(Duration::from_millis(500)).await;
     }
@@ -331,13 +342,11 @@ async fn a_kept_alive_lease_is_not_expired_early_by_a_new_leader_and_still_expir
     );
     // A keep-alive now reaches the new leader, whose clock must not call the lease expired.
     let (mut keeper, mut answers) = l.lease_keep_alive(lease).await.expect("keep-alive");
-    keeper.keep_alive().await.expect("keep-alive sent");
-    let answer = answers
-        .message()
-        .await
-        .expect("keep-alive answered")
-        .expect("an answer");
-    assert_eq!(answer.ttl(), TTL as i64, "keep-alive on the new leader");
+    assert_eq!(
+        keep_alive(&mut keeper, &mut answers).await,
+        TTL as i64,
+        "keep-alive on the new leader"
+    );
     drop((keeper, answers));
 
     // No more keep-alives: the new leader expires the lease and its key goes.

@@ -433,7 +433,7 @@ impl Hosts {
     }
 
     /// Makes host `i`'s link lose `loss_percent` of its packets and delay each by `delay`;
-    /// `clear_netem` undoes it.
+    /// `clear_qdisc` undoes it.
     pub fn netem(
         &mut self,
         i: usize,
@@ -515,8 +515,8 @@ impl Hosts {
 
     /// Limits what host `i` sends on its link to `kbit` kilobits a second (a `tbf` qdisc, which
     /// this kernel has where it lacks netem), queueing up to half a second of it: a slow link,
-    /// whose delay grows with what is queued behind each packet. [`Hosts::clear_netem`] removes
-    /// it as it removes netem.
+    /// whose delay grows with what is queued behind each packet. [`Hosts::clear_qdisc`] removes
+    /// it.
     pub fn slow_link(&mut self, i: usize, kbit: u32) -> Result<(), HostsError> {
         self.check(i)?;
         let ns = self.netns(i);
@@ -531,8 +531,8 @@ impl Hosts {
         .map(drop)
     }
 
-    /// Removes host `i`'s netem qdisc, if any.
-    pub fn clear_netem(&mut self, i: usize) -> Result<(), HostsError> {
+    /// Removes host `i`'s link shaping, netem or slow link, if any (its root qdisc).
+    pub fn clear_qdisc(&mut self, i: usize) -> Result<(), HostsError> {
         self.check(i)?;
         let ns = self.netns(i);
         match run(

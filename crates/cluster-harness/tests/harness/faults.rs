@@ -405,7 +405,7 @@ async fn slow_links(cluster: &mut Cluster) {
     }
     sleep(Duration::from_secs(3)).await;
     for i in 0..cluster.endpoints.len() {
-        cluster.hosts.clear_netem(i).expect("clear the slow link");
+        cluster.hosts.clear_qdisc(i).expect("clear the slow link");
     }
 }
 

@@ -244,7 +244,7 @@ fn a_slow_link_delays_what_the_host_sends_until_cleared() {
         slow > 100.0 && slow > 10.0 * before,
         "round trip {slow} ms through the slow link, {before} ms before"
     );
-    hosts.clear_netem(1).expect("clear");
+    hosts.clear_qdisc(1).expect("clear");
     let after = round_trip_ms(&hosts, 0, 1);
     assert!(after < 50.0, "round trip {after} ms after clearing");
 }
@@ -254,7 +254,7 @@ fn netem_either_works_or_says_the_kernel_lacks_it() {
     let mut hosts = Hosts::new(2).expect("make hosts");
     match hosts.netem(1, 10.0, Duration::from_millis(20)) {
         Ok(()) => {
-            hosts.clear_netem(1).expect("clear netem");
+            hosts.clear_qdisc(1).expect("clear netem");
             assert!(reaches(&hosts, 0, 1));
         }
         Err(HostsError::NetemUnsupported { detail }) => {

@@ -228,6 +228,21 @@ impl Node {
 
     /// Who leads; waits up to twice the election timeout for a leader to be known.
     async fn leader(&self) -> Result<Leader, EtcdError> {
+        // Every write asks: answer from the metrics in place while a leader is known, without
+        // the copy of them a wait makes.
+        {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            match metrics.current_leader {
+                Some(leader) if leader == self.member_id => return Ok(Leader::ThisMember),
+                Some(leader) => {
+                    if let Some(node) = metrics.membership_config.membership().get_node(&leader) {
+                        return Ok(Leader::Other(node.addr.clone()));
+                    }
+                }
+                None => {}
+            }
+        }
         let limit = Duration::from_millis(self.config.election_timeout_ms * 2);
         let metrics = self
             .raft

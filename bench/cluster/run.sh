@@ -3,7 +3,10 @@
 # (crates/store/examples/store_bench.rs), same --heartbeat-interval 100 / --election-timeout
 # 1000: throughput of puts and linearizable gets with 64 clients spread over the members, and
 # failover time, from kill -9 of the leader to the first acknowledged write through the other
-# two (REPS repetitions, median; the killed member is restarted between them).
+# two (REPS repetitions, median; the killed member is restarted between them). Both clusters
+# are up during the throughput rounds (ROUNDS, default 3), measured one right after the other,
+# the order swapping each round, so a change in the shared machine's load falls on both alike;
+# each figure is the median over the rounds.
 # berth's members run as `store_bench serve` (berth_store::serve with the flags' values, what
 # `berth store` runs) so only berth-store is built in release mode; BERTH=path/to/berth runs
 # `berth store` instead.
@@ -11,11 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${REPS:-7}
+ROUNDS=${ROUNDS:-3}
 [ -n "${NO_BUILD:-}" ] || cargo build --release --locked --example store_bench -p berth-store >&2
 BERTH=${BERTH:-}
 GEN=$PWD/target/release/examples/store_bench
 WORK=$(mktemp -d)
-declare -A PID ARGV
+declare -A PID
 cleanup() {
 	for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	rm -rf "$WORK"
@@ -68,13 +72,19 @@ leader_index() { "$GEN" leader "$1"; }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-bench_kind() { # kind k
+start_cluster() { # kind k
+	local i
+	for i in 0 1 2; do start_member "$1" "$2" "$i"; done
+	wait_healthy "$(endpoints "$2")"
+}
+
+throughput() { # kind k
+	"$GEN" cluster "$(endpoints "$2")" >>"$WORK/$1.txt" 2>>"$WORK/$1-retries.txt"
+}
+
+failover_then_stop() { # kind k
 	local kind=$1 k=$2 i eps
 	eps=$(endpoints "$k")
-	for i in 0 1 2; do start_member "$kind" "$k" "$i"; done
-	wait_healthy "$eps"
-	"$GEN" cluster "$eps" >"$WORK/$kind.txt" 2>"$WORK/$kind-retries.txt"
-	echo "$kind: $(cat "$WORK/$kind-retries.txt") (operations refused and retried)" >&2
 	: >"$WORK/$kind-failover.txt"
 	for _ in $(seq 1 "$REPS"); do
 		wait_healthy "$eps"
@@ -90,14 +100,45 @@ bench_kind() { # kind k
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-bench_kind etcd 1
-bench_kind berth 2
+start_cluster etcd 1
+start_cluster berth 2
+sleep 2
+for round in $(seq 1 "$ROUNDS"); do
+	order=("etcd 1" "berth 2")
+	((round % 2)) || order=("berth 2" "etcd 1")
+	for kind in "${order[@]}"; do
+		# shellcheck disable=SC2086 # "kind k", split on purpose
+		throughput $kind
+	done
+	echo "round $round of $ROUNDS done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+done
+for kind in etcd berth; do
+	echo "$kind: $(grep -h cluster_retries "$WORK/$kind-retries.txt" | awk '{ n += $2 } END { print "cluster_retries", n + 0 }') over $ROUNDS rounds (operations refused and retried)" >&2
+done
+failover_then_stop etcd 1
+failover_then_stop berth 2
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-echo "| scenario (3 members) | etcd ops/s | berth ops/s | ratio | etcd p50 ms | berth p50 ms | etcd p99 ms | berth p99 ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-paste -d' ' "$WORK/etcd.txt" "$WORK/berth.txt" | awk '
-{ printf "| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f |\n", $1, $2, $6, $6/$2, $3, $7, $4, $8 }'
+echo "Median of $ROUNDS rounds (ratio = berth / etcd)."
+echo
+echo "| scenario (3 members) | etcd ops/s | berth ops/s | ratio | ratio per round | etcd p50 ms | berth p50 ms | etcd p99 ms | berth p99 ms |"
+echo "|---|---:|---:|---:|---|---:|---:|---:|---:|"
+python3 - "$WORK/etcd.txt" "$WORK/berth.txt" <<'PY'
+import statistics, sys
+def load(path):
+    runs = {}
+    for line in open(path):
+        name, *vals = line.split()
+        runs.setdefault(name, []).append([float(v) for v in vals])
+    return runs
+etcd, berth = load(sys.argv[1]), load(sys.argv[2])
+med = lambda rows, i: statistics.median(r[i] for r in rows)
+for name, e in etcd.items():
+    b = berth[name]
+    per_round = " ".join(f"{y[0] / x[0]:.2f}" for x, y in zip(e, b))
+    print(f"| {name} | {med(e, 0):.0f} | {med(b, 0):.0f} | {med(b, 0) / med(e, 0):.2f} | {per_round} "
+          f"| {med(e, 1):.3f} | {med(b, 1):.3f} | {med(e, 2):.3f} | {med(b, 2):.3f} |")
+PY
 e=$(awk '{ print $2 }' "$WORK/etcd-failover.txt" | median)
 b=$(awk '{ print $2 }' "$WORK/berth-failover.txt" | median)
 echo

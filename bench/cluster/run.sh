@@ -123,22 +123,7 @@ echo "Median of $ROUNDS rounds (ratio = berth / etcd)."
 echo
 echo "| scenario (3 members) | etcd ops/s | berth ops/s | ratio | ratio per round | etcd p50 ms | berth p50 ms | etcd p99 ms | berth p99 ms |"
 echo "|---|---:|---:|---:|---|---:|---:|---:|---:|"
-python3 - "$WORK/etcd.txt" "$WORK/berth.txt" <<'PY'
-import statistics, sys
-def load(path):
-    runs = {}
-    for line in open(path):
-        name, *vals = line.split()
-        runs.setdefault(name, []).append([float(v) for v in vals])
-    return runs
-etcd, berth = load(sys.argv[1]), load(sys.argv[2])
-med = lambda rows, i: statistics.median(r[i] for r in rows)
-for name, e in etcd.items():
-    b = berth[name]
-    per_round = " ".join(f"{y[0] / x[0]:.2f}" for x, y in zip(e, b))
-    print(f"| {name} | {med(e, 0):.0f} | {med(b, 0):.0f} | {med(b, 0) / med(e, 0):.2f} | {per_round} "
-          f"| {med(e, 1):.3f} | {med(b, 1):.3f} | {med(e, 2):.3f} | {med(b, 2):.3f} |")
-PY
+python3 bench/lib/ratio_table.py "$WORK/etcd.txt" "$WORK/berth.txt"
 e=$(awk '{ print $2 }' "$WORK/etcd-failover.txt" | median)
 b=$(awk '{ print $2 }' "$WORK/berth-failover.txt" | median)
 echo

@@ -80,24 +80,4 @@ echo "Median of $ROUNDS rounds (ratio = berth / etcd; the RSS is after one fill 
 echo
 echo "| scenario | etcd ops/s | berth ops/s | ratio | ratio per round | etcd p50 ms | berth p50 ms | etcd p99 ms | berth p99 ms | etcd CPU µs/op | berth CPU µs/op |"
 echo "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
-python3 - "$WORK/etcd.txt" "$WORK/berth.txt" <<'PY'
-import statistics, sys
-def load(path):
-    runs = {}
-    for line in open(path):
-        name, *vals = line.split()
-        runs.setdefault(name, []).append([float(v) for v in vals])
-    return runs
-etcd, berth = load(sys.argv[1]), load(sys.argv[2])
-med = lambda rows, i: statistics.median(r[i] for r in rows)
-# The server's CPU time per operation (user + system), where the generator measured it.
-cpu = lambda rows: f"{med(rows, 3):.1f}" if all(len(r) > 3 for r in rows) else ""
-for name, e in etcd.items():
-    b = berth[name]
-    if name == "rss_kib":
-        print(f"| RSS after 100k keys (KiB) | {e[0][0]:.0f} | {b[0][0]:.0f} | {b[0][0] / e[0][0]:.2f} | | | | | | | |")
-        continue
-    per_round = " ".join(f"{y[0] / x[0]:.2f}" for x, y in zip(e, b))
-    print(f"| {name} | {med(e, 0):.0f} | {med(b, 0):.0f} | {med(b, 0) / med(e, 0):.2f} | {per_round} "
-          f"| {med(e, 1):.3f} | {med(b, 1):.3f} | {med(e, 2):.3f} | {med(b, 2):.3f} | {cpu(e)} | {cpu(b)} |")
-PY
+python3 bench/lib/ratio_table.py "$WORK/etcd.txt" "$WORK/berth.txt" --cpu

@@ -228,20 +228,10 @@ impl Node {
 
     /// Who leads; waits up to twice the election timeout for a leader to be known.
     async fn leader(&self) -> Result<Leader, EtcdError> {
-        // Every write asks: answer from the metrics in place while a leader is known, without
+        // Every write asks: while a leader is known, answer from the metrics in place, without
         // the copy of them a wait makes.
-        {
-            let metrics = self.raft.metrics();
-            let metrics = metrics.borrow();
-            match metrics.current_leader {
-                Some(leader) if leader == self.member_id => return Ok(Leader::ThisMember),
-                Some(leader) => {
-                    if let Some(node) = metrics.membership_config.membership().get_node(&leader) {
-                        return Ok(Leader::Other(node.addr.clone()));
-                    }
-                }
-                None => {}
-            }
+        if let Some(leader) = self.known_leader(&self.raft.metrics().borrow()) {
+            return Ok(leader);
         }
         let limit = Duration::from_millis(self.config.election_timeout_ms * 2);
         let metrics = self
@@ -250,16 +240,17 @@ impl Node {
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await
             .map_err(|_| EtcdError::NoLeader)?;
-        let Some(leader) = metrics.current_leader else {
-            return Err(EtcdError::NoLeader);
-        };
+        self.known_leader(&metrics).ok_or(EtcdError::NoLeader)
+    }
+
+    /// The leader as `metrics` name it; `None` if they name none, or one not in the membership.
+    fn known_leader(&self, metrics: &openraft::RaftMetrics<u64, BasicNode>) -> Option<Leader> {
+        let leader = metrics.current_leader?;
         if leader == self.member_id {
-            return Ok(Leader::ThisMember);
+            return Some(Leader::ThisMember);
         }
-        match metrics.membership_config.membership().get_node(&leader) {
-            Some(node) => Ok(Leader::Other(node.addr.clone())),
-            None => Err(EtcdError::NoLeader),
-        }
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some(Leader::Other(node.addr.clone()))
     }
 
     /// Proposes a write through raft and waits until it is committed, applied and durable. On

@@ -15,6 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${REPS:-7}
 ROUNDS=${ROUNDS:-3}
+for n in REPS ROUNDS; do
+	[[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive whole number, not '${!n}'" >&2; exit 2; }
+done
 [ -n "${NO_BUILD:-}" ] || cargo build --release --locked --example store_bench -p berth-store >&2
 BERTH=${BERTH:-}
 GEN=$PWD/target/release/examples/store_bench

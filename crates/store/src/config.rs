@@ -13,6 +13,13 @@ pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Applied entries between raft snapshots (etcd 3.4's default is 100,000; berth's snapshot is
 /// its in-memory state, cheap to build, so it snapshots more often and keeps a shorter log).
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
+/// etcd's default `--backend-batch-interval`.
+pub const DEFAULT_BACKEND_BATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// etcd's default `--backend-batch-limit`.
+pub const DEFAULT_BACKEND_BATCH_LIMIT: usize = 10_000;
+/// Bytes of keys and values waiting for the backend at which it is committed, whatever the
+/// other two limits say: they bound the memory held twice meanwhile.
+pub const BACKEND_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Room etcd's gRPC server allows above the request limit, so the limit's own error is sent.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -48,20 +55,70 @@ impl AutoCompaction {
     }
 }
 
+/// A retention: a duration, or a bare number of hours.
 fn parse_duration(s: &str) -> Option<Duration> {
     if let Ok(hours) = s.parse::<u64>() {
         return Some(Duration::from_secs(hours * 3600));
     }
+    parse_unit_duration(s)
+}
+
+/// A whole number with a unit: `250ms`, `10s`, `30m`, `1h`.
+fn parse_unit_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// When the applied state is committed to the data file (etcd's `--backend-batch-interval`
+/// and `--backend-batch-limit`): once `limit` changes (or [`BACKEND_BATCH_BYTES`]) wait, or
+/// `interval` after the first of them was applied. Until then the durable raft log holds
+/// them (ADR 0401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendBatch {
+    pub interval: Duration,
+    pub limit: usize,
+}
+
+impl Default for BackendBatch {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_BACKEND_BATCH_INTERVAL,
+            limit: DEFAULT_BACKEND_BATCH_LIMIT,
+        }
+    }
+}
+
+impl BackendBatch {
+    /// Parses etcd's `--backend-batch-interval` (`100ms`, `1s`; empty or `0` is the default,
+    /// as in etcd).
+    pub fn parse_interval(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "0" {
+            return Ok(DEFAULT_BACKEND_BATCH_INTERVAL);
+        }
+        parse_unit_duration(s).ok_or_else(|| {
+            format!(
+                "invalid --backend-batch-interval {s:?}: expected a duration such as 100ms or 1s"
+            )
+        })
+    }
+
+    /// etcd's `--backend-batch-limit` (0 is the default, as in etcd; 1 commits every batch).
+    pub fn limit_or_default(limit: usize) -> usize {
+        if limit == 0 {
+            DEFAULT_BACKEND_BATCH_LIMIT
+        } else {
+            limit
+        }
+    }
 }
 
 /// Everything `berth store` and `berth daemon` configure.
@@ -82,6 +139,8 @@ pub struct Config {
     /// etcd's `--snapshot-count`: applied entries between raft snapshots; the log before a
     /// snapshot is then purged but for a tail kept for lagging members.
     pub snapshot_count: u64,
+    /// When applied changes are committed to the data file.
+    pub backend_batch: BackendBatch,
     /// The cluster this member belongs to; `None` is a one-member store with no peer port.
     pub cluster: Option<ClusterConfig>,
 }
@@ -204,6 +263,7 @@ impl Config {
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            backend_batch: BackendBatch::default(),
             cluster: None,
         }
     }
@@ -246,6 +306,28 @@ mod tests {
             Ok(AutoCompaction::Revision(100))
         );
         assert!(AutoCompaction::parse("weekly", "1").is_err());
+    }
+
+    #[test]
+    fn backend_batch_flags_parse_like_etcd() {
+        let interval = BackendBatch::parse_interval;
+        assert_eq!(interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(interval("2s"), Ok(Duration::from_secs(2)));
+        // etcd reads an unset or zero interval and limit as its defaults.
+        assert_eq!(interval(""), Ok(DEFAULT_BACKEND_BATCH_INTERVAL));
+        assert_eq!(interval("0"), Ok(DEFAULT_BACKEND_BATCH_INTERVAL));
+        assert_eq!(
+            BackendBatch::limit_or_default(0),
+            DEFAULT_BACKEND_BATCH_LIMIT
+        );
+        assert_eq!(BackendBatch::limit_or_default(1), 1);
+        let err = interval("100").unwrap_err();
+        assert!(
+            err.contains("--backend-batch-interval") && err.contains("100ms"),
+            "{err}"
+        );
+        assert!(interval("1.5s").is_err());
+        assert!(interval("99999999999999999999h").is_err());
     }
 
     #[test]

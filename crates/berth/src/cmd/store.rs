@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use berth_store::Config;
 use berth_store::config::{
-    AutoCompaction, ClusterConfig, ClusterState, DEFAULT_MAX_REQUEST_BYTES,
+    AutoCompaction, BackendBatch, ClusterConfig, ClusterState, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_QUOTA_BACKEND_BYTES, DEFAULT_SNAPSHOT_COUNT,
 };
 use clap::Args;
@@ -42,6 +42,13 @@ pub struct StoreArgs {
     /// Applied entries between raft snapshots; the log before a snapshot is then purged.
     #[arg(long, default_value_t = DEFAULT_SNAPSHOT_COUNT)]
     snapshot_count: u64,
+    /// Longest time applied writes wait to be committed to the data file together (they are
+    /// durable in the raft log before that), e.g. 100ms; empty or 0 is the default, 100ms.
+    #[arg(long, default_value = "")]
+    backend_batch_interval: String,
+    /// Most applied changes committed to the data file together; 0 is the default, 10000.
+    #[arg(long, default_value_t = 0)]
+    backend_batch_limit: usize,
     #[command(flatten)]
     peer: PeerArgs,
 }
@@ -125,6 +132,11 @@ impl StoreArgs {
             anyhow::bail!("--snapshot-count must be at least 1");
         }
         config.snapshot_count = self.snapshot_count;
+        config.backend_batch = BackendBatch {
+            interval: BackendBatch::parse_interval(&self.backend_batch_interval)
+                .map_err(anyhow::Error::msg)?,
+            limit: BackendBatch::limit_or_default(self.backend_batch_limit),
+        };
         config.auto_compaction =
             AutoCompaction::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
                 .map_err(anyhow::Error::msg)

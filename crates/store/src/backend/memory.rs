@@ -34,7 +34,7 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn commit(&mut self, _ws: &WriteSet) -> Result<(), StoreError> {
+    fn commit(&mut self, _sets: &[WriteSet]) -> Result<(), StoreError> {
         std::thread::sleep(self.delay);
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -30,14 +30,15 @@ pub struct Loaded {
 
 /// Durable storage for the state machine.
 ///
-/// Correctness requires: a crash at any moment leaves either all of a write set or none of it;
+/// Correctness requires: a crash at any moment leaves either all of a commit or none of it;
 /// `load` returns the state of the last commit that reached the disk, and commits reach the disk
 /// in order. A commit need not be on disk when `commit` returns: the raft log, which is, can
 /// replay what a crash took (redb: the log's fsync also persists every earlier state commit).
+/// One commit carries the write sets of several applied batches, in the order applied.
 /// `replace` is on disk when it returns (the log before it may be purged right after).
 pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     fn load(&mut self) -> Result<Loaded, StoreError>;
-    fn commit(&mut self, ws: &WriteSet) -> Result<(), StoreError>;
+    fn commit(&mut self, sets: &[WriteSet]) -> Result<(), StoreError>;
     /// Replaces the whole state with `state` (a snapshot was installed).
     fn replace(&mut self, state: &StateMachine, raft_applied: &[u8]) -> Result<(), StoreError>;
     /// Bytes the backend occupies on disk (checked against the space quota).

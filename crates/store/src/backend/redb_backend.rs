@@ -314,10 +314,13 @@ impl Backend for RedbBackend {
         })
     }
 
-    fn commit(&mut self, ws: &WriteSet) -> Result<(), StoreError> {
+    fn commit(&mut self, sets: &[WriteSet]) -> Result<(), StoreError> {
         let err = |e: redb::Error| StoreError::Engine {
             during: "commit",
             source: Box::new(e),
+        };
+        let Some(last) = sets.last() else {
+            return Ok(());
         };
         let db = self.db();
         let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
@@ -325,32 +328,35 @@ impl Backend for RedbBackend {
             .map_err(|e| err(e.into()))?;
         {
             let mut revs = txn.open_table(REVISIONS).map_err(|e| err(e.into()))?;
-            for (rev, key, kv) in &ws.changes {
-                let rec = record::encode(key, kv.as_ref());
-                revs.insert((rev.main, rev.sub), rec.as_slice())
-                    .map_err(|e| err(e.into()))?;
-            }
-            for rev in &ws.removed {
-                revs.remove((rev.main, rev.sub))
-                    .map_err(|e| err(e.into()))?;
-            }
             let mut leases = txn.open_table(LEASES).map_err(|e| err(e.into()))?;
-            for (id, ttl) in &ws.leases_granted {
-                leases.insert(id, ttl).map_err(|e| err(e.into()))?;
-            }
-            for id in &ws.leases_revoked {
-                leases.remove(id).map_err(|e| err(e.into()))?;
+            // In the order applied: a lease ID may be revoked and granted again.
+            for ws in sets {
+                for (rev, key, kv) in &ws.changes {
+                    let rec = record::encode(key, kv.as_ref());
+                    revs.insert((rev.main, rev.sub), rec.as_slice())
+                        .map_err(|e| err(e.into()))?;
+                }
+                for rev in &ws.removed {
+                    revs.remove((rev.main, rev.sub))
+                        .map_err(|e| err(e.into()))?;
+                }
+                for (id, ttl) in &ws.leases_granted {
+                    leases.insert(id, ttl).map_err(|e| err(e.into()))?;
+                }
+                for id in &ws.leases_revoked {
+                    leases.remove(id).map_err(|e| err(e.into()))?;
+                }
             }
             let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert(META_APPLIED, ws.applied_index)
+            meta.insert(META_APPLIED, last.applied_index)
                 .map_err(|e| err(e.into()))?;
-            meta.insert(META_REVISION, u64::try_from(ws.revision).unwrap_or(0))
+            meta.insert(META_REVISION, u64::try_from(last.revision).unwrap_or(0))
                 .map_err(|e| err(e.into()))?;
-            if let Some(c) = ws.compact_revision {
+            if let Some(c) = sets.iter().rev().find_map(|ws| ws.compact_revision) {
                 meta.insert(META_COMPACT, u64::try_from(c).unwrap_or(0))
                     .map_err(|e| err(e.into()))?;
             }
-            if !ws.raft_applied.is_empty() {
+            if let Some(ws) = sets.iter().rev().find(|ws| !ws.raft_applied.is_empty()) {
                 let mut raft = txn.open_table(RAFT_META).map_err(|e| err(e.into()))?;
                 raft.insert(RAFT_APPLIED, ws.raft_applied.as_slice())
                     .map_err(|e| err(e.into()))?;
@@ -469,7 +475,7 @@ mod tests {
                     .result
                     .is_ok()
             );
-            b.commit(&ws).unwrap();
+            b.commit(std::slice::from_ref(&ws)).unwrap();
         }
         // The state reads values through the database: both let go of it before it reopens.
         drop(state);
@@ -503,7 +509,7 @@ mod tests {
             command: put,
         };
         assert!(state.apply(&entry, &mut ws).result.is_ok());
-        b.commit(&ws).unwrap();
+        b.commit(std::slice::from_ref(&ws)).unwrap();
         state.persisted();
         let read = |state: &StateMachine| {
             state

@@ -117,7 +117,12 @@ impl Node {
             )),
             None => None,
         };
-        let (shared, loaded) = Shared::load(backend, config.quota_backend_bytes, ids)?;
+        let (shared, loaded) = Shared::load(
+            backend,
+            config.quota_backend_bytes,
+            config.backend_batch,
+            ids,
+        )?;
         let sm = StateMachineStore::new(Arc::clone(&shared), loaded.raft_applied.as_deref())?;
         let raft_config = raft::raft_config(
             config.heartbeat_interval_ms,
@@ -424,6 +429,10 @@ impl Node {
         );
         for task in tasks {
             let _ = task.await;
+        }
+        // Not needed for safety (the log replays it), but a clean stop leaves the state whole.
+        if let Err(err) = self.shared.flush() {
+            tracing::warn!(%err, "committing the applied state at stop failed");
         }
     }
 

@@ -9,6 +9,7 @@ use etcd_client::proto::{PbEvent, PbResponseHeader};
 
 use crate::apply::{Applied, StateMachine, WriteSet};
 use crate::backend::Backend;
+use crate::config::{BACKEND_BATCH_BYTES, BackendBatch};
 use crate::error::StoreError;
 use crate::lease::LeaseClock;
 use crate::raft::Response;
@@ -20,6 +21,9 @@ use crate::watch::WatchHub;
 pub struct Shared {
     state: RwLock<StateMachine>,
     backend: Mutex<Box<dyn Backend>>,
+    /// Write sets applied (and published) but not yet committed to the backend.
+    unflushed: Mutex<Unflushed>,
+    backend_batch: BackendBatch,
     /// The newest revision applied (hence in the durable log); reads never see past it.
     pub(super) durable: AtomicI64,
     pub(super) hub: WatchHub,
@@ -28,6 +32,31 @@ pub struct Shared {
     pub(super) db_size: AtomicU64,
     pub(super) no_space: AtomicBool,
     quota: u64,
+}
+
+/// Write sets applied but not yet committed to the backend, oldest first. The backend is
+/// committed to as [`BackendBatch`] says, not once per applied batch (ADR 0401): each commit
+/// rewrites the B-tree pages it touches and the file's allocator state however little it
+/// carries, and the log's next fsync writes them all. Until then the index keeps the values
+/// in memory, and the durable raft log holds the writes: after a crash they are applied again
+/// from it.
+#[derive(Debug, Default)]
+struct Unflushed {
+    sets: Vec<WriteSet>,
+    changes: usize,
+    bytes: usize,
+    /// When the oldest of `sets` was staged.
+    since: Option<Instant>,
+}
+
+impl Unflushed {
+    fn due(&self, batch: &BackendBatch, now: Instant) -> bool {
+        self.changes >= batch.limit
+            || self.bytes >= BACKEND_BATCH_BYTES
+            || self
+                .since
+                .is_some_and(|since| now.duration_since(since) >= batch.interval)
+    }
 }
 
 /// What the backend loaded besides the state.
@@ -46,6 +75,7 @@ impl Shared {
     pub fn load(
         mut backend: Box<dyn Backend>,
         quota: u64,
+        backend_batch: BackendBatch,
         ids: Option<(u64, u64)>,
     ) -> Result<(Arc<Self>, Identity), StoreError> {
         let mut loaded = backend.load()?;
@@ -70,6 +100,8 @@ impl Shared {
             applied: AtomicU64::new(loaded.state.applied_index()),
             state: RwLock::new(loaded.state),
             backend: Mutex::new(backend),
+            unflushed: Mutex::new(Unflushed::default()),
+            backend_batch,
             durable: AtomicI64::new(revision),
             hub: WatchHub::new(header, revision),
             lease_clock: Mutex::new(clock),
@@ -98,10 +130,55 @@ impl Shared {
         self.backend.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Persists the write set of a batch of applied entries.
-    pub(crate) fn commit(&self, ws: &WriteSet) -> Result<(), StoreError> {
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, Unflushed> {
+        self.unflushed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues the write set of a batch just applied for the backend. Called under the state's
+    /// write lock, so that whoever holds the state's lock sees every applied batch either
+    /// committed or queued.
+    pub(crate) fn stage(&self, ws: WriteSet) {
+        let mut unflushed = self.unflushed();
+        unflushed.changes += ws.changes.len() + ws.removed.len();
+        unflushed.bytes += ws
+            .changes
+            .iter()
+            .map(|(_, key, kv)| key.len() + kv.as_ref().map_or(0, |kv| kv.value.len()))
+            .sum::<usize>();
+        unflushed.since.get_or_insert_with(Instant::now);
+        unflushed.sets.push(ws);
+    }
+
+    /// Whether every applied batch is committed to the backend (then the index may drop the
+    /// values it holds: they can be read back from the backend).
+    pub(crate) fn all_flushed(&self) -> bool {
+        self.unflushed().sets.is_empty()
+    }
+
+    /// Commits the queued write sets to the backend if enough are waiting, or long enough.
+    pub(crate) fn flush_if_due(&self) -> Result<(), StoreError> {
+        let mut unflushed = self.unflushed();
+        if unflushed.due(&self.backend_batch, Instant::now()) {
+            self.flush_locked(&mut unflushed)?;
+        }
+        Ok(())
+    }
+
+    /// Commits every queued write set to the backend, in one commit. Before a snapshot is
+    /// described (the log is purged behind it) and at a clean stop.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        self.flush_locked(&mut self.unflushed())
+    }
+
+    fn flush_locked(&self, unflushed: &mut Unflushed) -> Result<(), StoreError> {
+        if unflushed.sets.is_empty() {
+            return Ok(());
+        }
         let mut backend = self.backend();
-        backend.commit(ws)?;
+        backend.commit(&unflushed.sets)?;
+        *unflushed = Unflushed::default();
         self.check_quota(backend.size_bytes());
         Ok(())
     }
@@ -115,6 +192,9 @@ impl Shared {
         let mut state = state;
         let mut current = self.state_write();
         {
+            // What waited for the backend is older than the snapshot, which replaces it all.
+            let mut unflushed = self.unflushed();
+            *unflushed = Unflushed::default();
             let mut backend = self.backend();
             backend.replace(&state, raft_applied)?;
             if let Some(source) = backend.value_source() {

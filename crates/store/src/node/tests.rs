@@ -14,6 +14,28 @@ fn put(i: usize) -> Command {
 }
 
 async fn start(dir: &std::path::Path) -> (Arc<Node>, LogStore) {
+    start_with(dir, Config::new("unused".into())).await
+}
+
+/// A config whose applied state reaches the data file only when a snapshot is described or the
+/// node stops cleanly: what is in the file then tells which of the two happened.
+fn never_batch_committed() -> Config {
+    let mut config = Config::new("unused".into());
+    config.backend_batch = crate::config::BackendBatch {
+        interval: Duration::from_secs(3600),
+        limit: usize::MAX,
+    };
+    config
+}
+
+/// Stops raft as a crash would leave the data file: without the clean stop's commit of the
+/// applied state.
+async fn crash(node: Arc<Node>, log: LogStore) {
+    node.raft.shutdown().await.unwrap();
+    drop((node, log));
+}
+
+async fn start_with(dir: &std::path::Path, config: Config) -> (Arc<Node>, LogStore) {
     // A stopped node lets go of the database file once its log thread has ended.
     let mut backend = RedbBackend::open(dir);
     for _ in 0..100 {
@@ -25,7 +47,7 @@ async fn start(dir: &std::path::Path) -> (Arc<Node>, LogStore) {
     }
     let backend = backend.unwrap();
     let log = LogStore::open(backend.database()).unwrap();
-    let node = Node::start(Config::new("unused".into()), Box::new(backend), log.clone())
+    let node = Node::start(config, Box::new(backend), log.clone())
         .await
         .unwrap();
     (node, log)
@@ -80,20 +102,49 @@ async fn reads_see_a_write_once_it_is_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_are_replayed_from_the_log_after_a_restart() {
+async fn acknowledged_writes_are_replayed_from_the_log_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, log) = start(dir.path()).await;
+    // None of the writes reaches the state in the data file: only the log has them.
+    let (node, log) = start_with(dir.path(), never_batch_committed()).await;
     let member = node.member_id;
     for i in 0..50 {
         node.propose(put(i)).await.unwrap();
     }
-    node.shutdown().await;
-    drop((node, log));
+    crash(node, log).await;
     let (node, _log) = start(dir.path()).await;
     node.linearize().await.unwrap();
     assert_eq!(node.member_id, member, "the member id survives a restart");
     assert_eq!(node.durable_revision(), 51);
+    let value = node.read(|state, at| state.index().get_kv_at(b"k49", at).unwrap().unwrap().value);
+    assert_eq!(value, b"v");
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_writes_reach_the_data_file_in_batches_of_the_backend_batch_limit() {
+    let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RedbBackend::open(dir.path()).unwrap();
+    let log = LogStore::open(backend.database()).unwrap();
+    let mut config = never_batch_committed();
+    config.backend_batch.limit = 10;
+    let node = Node::start(
+        config,
+        Box::new(MemoryBackend::new(Arc::clone(&commits), Duration::ZERO)),
+        log,
+    )
+    .await
+    .unwrap();
+    // One write at a time: each its own log entry and its own apply.
+    for i in 0..50 {
+        node.propose(put(i)).await.unwrap();
+    }
+    let seen = |commits: &std::sync::atomic::AtomicU64| commits.load(Ordering::Relaxed);
+    assert_eq!(seen(&commits), 5, "one commit per 10 changes");
+    node.propose(put(50)).await.unwrap();
+    assert_eq!(seen(&commits), 5, "one change waits for the next commit");
+    node.shutdown().await;
+    assert_eq!(seen(&commits), 6, "a clean stop commits what waits");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,9 +196,10 @@ async fn a_snapshot_captured_before_overwrites_and_a_compaction_is_written_as_of
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_survive_a_restart_after_the_log_was_snapshotted_and_purged() {
+async fn writes_survive_a_crash_after_the_log_was_snapshotted_and_purged() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, log) = start(dir.path()).await;
+    // The purged entries' writes are nowhere but in the state the snapshot described.
+    let (node, log) = start_with(dir.path(), never_batch_committed()).await;
     for i in 0..30 {
         node.propose(put(i)).await.unwrap();
     }
@@ -158,8 +210,7 @@ async fn writes_survive_a_restart_after_the_log_was_snapshotted_and_purged() {
     node.raft.trigger().purge_log(applied.index).await.unwrap();
     wait().purged(Some(applied), "log purged").await.unwrap();
     node.propose(put(100)).await.unwrap();
-    node.shutdown().await;
-    drop((node, log));
+    crash(node, log).await;
     let (node, _log) = start(dir.path()).await;
     node.linearize().await.unwrap();
     assert_eq!(node.durable_revision(), 32);

@@ -140,13 +140,15 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     /// openraft builds a snapshot every `--snapshot-count` entries to purge the log behind it,
-    /// and keeps only its description. The state on disk already is that snapshot (the log's
-    /// purge is fsynced in the same file after the state's commits), so no bytes are made here:
+    /// and keeps only its description. The state on disk is that snapshot once what waits for
+    /// the backend is committed (the log's purge is then fsynced in the same file after the
+    /// state's commits), so no bytes are made here:
     /// making them read every value under the state's lock, stalling applies for hundreds of
     /// milliseconds at 100k keys, and doubled the RSS with a buffer thrown away at once.
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let applied = {
             let _state = self.inner.node.state_read();
+            self.inner.node.flush().map_err(sm_err)?;
             self.applied().clone()
         };
         Ok(Snapshot {
@@ -172,11 +174,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let node = &self.inner.node;
         let mut ws = WriteSet::default();
         let mut responses = Vec::new();
-        {
+        let (revision, applied_index) = {
             let mut state = node.state_write();
-            // The previous call committed its write set before returning: its values can be
-            // read from the backend now, and leave memory.
-            state.persisted();
+            // Once every earlier batch is in the backend, the values held for them can be read
+            // back from it, and leave memory.
+            if node.all_flushed() {
+                state.persisted();
+            }
             let mut applied = self.applied();
             for entry in entries {
                 applied.last = Some(entry.log_id);
@@ -195,12 +199,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             ws.applied_index = applied.last.map_or(0, |id| id.index);
             ws.revision = state.index().current_revision();
             ws.raft_applied = codec::encode_applied(applied.last.as_ref(), &applied.membership);
-        }
-        if let Err(err) = node.commit(&ws) {
+            let done = (ws.revision, ws.applied_index);
+            node.stage(ws);
+            done
+        };
+        if let Err(err) = node.flush_if_due() {
             tracing::error!(%err, "store commit failed; the store stops accepting writes");
             return Err(sm_err(err));
         }
-        node.publish(ws.revision, ws.applied_index, &mut responses);
+        node.publish(revision, applied_index, &mut responses);
         Ok(responses)
     }
 

@@ -8,6 +8,7 @@ use openraft::testing::{StoreBuilder, Suite};
 use super::types::StorageError;
 use super::{LogStore, StateMachineStore, TypeConfig};
 use crate::backend::RedbBackend;
+use crate::config::BackendBatch;
 use crate::node::Shared;
 
 /// A fresh store in a temporary directory; the directory lives as long as the test.
@@ -22,8 +23,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
             RedbBackend::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
         let log =
             LogStore::open(backend.database()).map_err(|e| openraft::StorageIOError::write(&e))?;
-        let (shared, identity) = Shared::load(Box::new(backend), u64::MAX, None)
-            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        let (shared, identity) =
+            Shared::load(Box::new(backend), u64::MAX, BackendBatch::default(), None)
+                .map_err(|e| openraft::StorageIOError::write(&e))?;
         let sm = StateMachineStore::new(Arc::clone(&shared), identity.raft_applied.as_deref())
             .map_err(|e| openraft::StorageIOError::write(&e))?;
         Ok((dir, log, sm))

@@ -121,3 +121,21 @@ fn an_invalid_listen_url_is_refused_before_the_data_dir_is_created() {
         assert!(!data_dir.exists(), "a refused start writes no data ({url})");
     }
 }
+
+#[test]
+fn a_backend_batch_interval_without_a_unit_is_refused_before_the_data_dir_is_created() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let err = crate::support::fails(
+        crate::support::berth(work.path())
+            .arg("store")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--backend-batch-interval", "100"]),
+    );
+    assert!(
+        err.contains("invalid --backend-batch-interval \"100\"") && err.contains("100ms"),
+        "{err}"
+    );
+    assert!(!data_dir.exists(), "a refused start writes no data");
+}

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use berth_store::Config;
 use berth_store::config::{
-    AutoCompaction, BackendBatch, ClusterConfig, ClusterState, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_QUOTA_BACKEND_BYTES, DEFAULT_SNAPSHOT_COUNT,
+    AutoCompaction, BackendBatch, ClusterConfig, ClusterState, DEFAULT_BACKEND_BATCH_LIMIT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUOTA_BACKEND_BYTES, DEFAULT_SNAPSHOT_COUNT,
 };
 use clap::Args;
 
@@ -43,11 +43,11 @@ pub struct StoreArgs {
     #[arg(long, default_value_t = DEFAULT_SNAPSHOT_COUNT)]
     snapshot_count: u64,
     /// Longest time applied writes wait to be committed to the data file together (they are
-    /// durable in the raft log before that), e.g. 100ms; empty or 0 is the default, 100ms.
-    #[arg(long, default_value = "")]
-    backend_batch_interval: String,
-    /// Most applied changes committed to the data file together; 0 is the default, 10000.
-    #[arg(long, default_value_t = 0)]
+    /// durable in the raft log before that), e.g. 250ms or 1s [default: 100ms].
+    #[arg(long)]
+    backend_batch_interval: Option<String>,
+    /// Most applied changes committed to the data file together; 0 means the default.
+    #[arg(long, default_value_t = DEFAULT_BACKEND_BATCH_LIMIT)]
     backend_batch_limit: usize,
     #[command(flatten)]
     peer: PeerArgs,
@@ -133,8 +133,10 @@ impl StoreArgs {
         }
         config.snapshot_count = self.snapshot_count;
         config.backend_batch = BackendBatch {
-            interval: BackendBatch::parse_interval(&self.backend_batch_interval)
-                .map_err(anyhow::Error::msg)?,
+            interval: BackendBatch::parse_interval(
+                self.backend_batch_interval.as_deref().unwrap_or_default(),
+            )
+            .map_err(anyhow::Error::msg)?,
             limit: BackendBatch::limit_or_default(self.backend_batch_limit),
         };
         config.auto_compaction =

@@ -139,12 +139,12 @@ async fn applied_writes_reach_the_data_file_in_batches_of_the_backend_batch_limi
     for i in 0..50 {
         node.propose(put(i)).await.unwrap();
     }
-    let seen = |commits: &std::sync::atomic::AtomicU64| commits.load(Ordering::Relaxed);
-    assert_eq!(seen(&commits), 5, "one commit per 10 changes");
+    let seen = || commits.load(Ordering::Relaxed);
+    assert_eq!(seen(), 5, "one commit per 10 changes");
     node.propose(put(50)).await.unwrap();
-    assert_eq!(seen(&commits), 5, "one change waits for the next commit");
+    assert_eq!(seen(), 5, "one change waits for the next commit");
     node.shutdown().await;
-    assert_eq!(seen(&commits), 6, "a clean stop commits what waits");
+    assert_eq!(seen(), 6, "a clean stop commits what waits");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
 //! Watch streams against berth and Debian's etcd, step by step: many watchers multiplexed on
-//! one stream, prefixes, NOPUT/NODELETE filters, prev_kv, an inverted range, progress requests
-//! and cancel must produce the same responses.
+//! one stream, prefixes, NOPUT/NODELETE filters, prev_kv (of puts, deletes and a txn's writes),
+//! an inverted range, progress requests and cancel must produce the same responses.
 
 use std::time::Duration;
 
-use etcd_client::{Client, WatchFilterType, WatchOptions, WatchStream};
+use etcd_client::{Client, Txn, TxnOp, WatchFilterType, WatchOptions, WatchStream};
 
 use crate::support::store::Server;
 
@@ -105,6 +105,24 @@ async fn script(endpoint: &str) -> Vec<Vec<String>> {
         )
         .await
         .expect("replay watch");
+    steps.push(drain(&mut stream).await);
+    // Live events with their previous key-values, deletes included, from one request that
+    // overwrites one key, creates another and deletes a third.
+    kv.put("t1", "old1", None).await.expect("put");
+    kv.put("t3", "old3", None).await.expect("put");
+    stream
+        .watch("t", Some(WatchOptions::new().with_prefix().with_prev_key()))
+        .await
+        .expect("prev_kv watch");
+    steps.push(drain(&mut stream).await);
+    kv.txn(Txn::new().and_then([
+        TxnOp::put("t1", "new1", None),
+        TxnOp::put("t2", "new2", None),
+        TxnOp::delete("t3", None),
+    ]))
+    .await
+    .expect("txn");
+    kv.put("t2", "newer2", None).await.expect("put");
     steps.push(drain(&mut stream).await);
     steps
 }

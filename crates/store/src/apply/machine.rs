@@ -216,7 +216,6 @@ impl<'a> Write<'a> {
             (Some(p), true) => p.lease,
             _ => req.lease,
         };
-        let event_prev = self.event_prev(&req.key);
         let rev = self.next_rev();
         let kv = self.sm.index.put(&req.key, value, lease, rev);
         if let Some(p) = prev_meta
@@ -231,10 +230,12 @@ impl<'a> Write<'a> {
         self.ws
             .changes
             .push((rev, req.key.clone(), Some(kv.clone())));
+        // The previous key-value a watcher may ask for is read when the event is delivered,
+        // and only for such a watcher (`WatchHub::publish`), as etcd reads it when it sends.
         self.events.push(PbEvent {
             r#type: EVENT_PUT,
             kv: Some(kv),
-            prev_kv: event_prev,
+            prev_kv: None,
         });
         Ok(PbPutResponse {
             header: self.header(),
@@ -254,7 +255,6 @@ impl<'a> Write<'a> {
                 sub: self.sub,
             };
             let prev = req.prev_kv.then(|| self.load_at(key, i64::MAX)).flatten();
-            let event_prev = self.event_prev(key);
             let Some(prev_meta) = self.sm.index.delete(key, rev) else {
                 continue;
             };
@@ -263,8 +263,7 @@ impl<'a> Write<'a> {
                 self.sm.leases.detach(prev_meta.lease, key);
             }
             self.ws.changes.push((rev, key.clone(), None));
-            self.events
-                .push(mvcc::delete_event(key, rev.main, event_prev));
+            self.events.push(mvcc::delete_event(key, rev.main, None));
             prev_kvs.extend(prev);
         }
         PbDeleteResponse {
@@ -272,12 +271,6 @@ impl<'a> Write<'a> {
             deleted: i64::try_from(keys.len()).unwrap_or(i64::MAX),
             prev_kvs,
         }
-    }
-
-    /// The previous value a watch event carries: the key as of the revision before this
-    /// request (etcd's rule), not an earlier change of the same request.
-    fn event_prev(&self, key: &[u8]) -> Option<PbKeyValue> {
-        self.load_at(key, self.main - 1)
     }
 
     pub(super) fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, EtcdError> {

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use etcd_client::proto::{PbEvent, PbResponseHeader};
+use etcd_client::proto::PbResponseHeader;
 use openraft::BasicNode;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,10 +26,9 @@ use crate::backend::Backend;
 use crate::config::{ClusterConfig, ClusterState, Config, listen_addr};
 use crate::error::{EtcdError, StoreError};
 use crate::lease::LeaseClock;
-use crate::mvcc::KeyRange;
 use crate::peer::{PeerNetwork, Peers, serve_peers};
 use crate::raft::{self, LogStore, Raft, StateMachineStore};
-use crate::watch::{History, WatchHub};
+use crate::watch::WatchHub;
 
 const FORWARD_TIMEOUT: Duration = crate::peer::FORWARD_TIMEOUT;
 
@@ -573,7 +572,7 @@ impl Node {
         tx: mpsc::UnboundedSender<etcd_client::proto::PbWatchResponse>,
     ) -> bool {
         let state = self.shared.state_read();
-        let view = StateView { state: &state };
+        let view = shared::StateView { state: &state };
         self.shared.hub.watch(stream, id, spec, &view, tx)
     }
 }
@@ -682,32 +681,6 @@ fn raft_error(during: &'static str, err: &dyn std::fmt::Display) -> StoreError {
     StoreError::Raft {
         during,
         reason: err.to_string(),
-    }
-}
-
-/// The state machine seen as watch history.
-struct StateView<'a> {
-    state: &'a StateMachine,
-}
-
-impl History for StateView<'_> {
-    fn compact_revision(&self) -> i64 {
-        self.state.index().compact_revision()
-    }
-
-    fn events(
-        &self,
-        range: &KeyRange,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<(i64, PbEvent)>, StoreError> {
-        Ok(self
-            .state
-            .index()
-            .events(range, from, to)?
-            .into_iter()
-            .map(|(rev, ev)| (rev.main, ev))
-            .collect())
     }
 }
 

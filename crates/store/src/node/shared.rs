@@ -5,15 +5,16 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use etcd_client::proto::{PbEvent, PbResponseHeader};
+use etcd_client::proto::{PbEvent, PbKeyValue, PbResponseHeader};
 
 use crate::apply::{Applied, StateMachine, WriteSet};
 use crate::backend::Backend;
 use crate::config::{BACKEND_BATCH_BYTES, BackendBatch};
 use crate::error::StoreError;
 use crate::lease::LeaseClock;
+use crate::mvcc::KeyRange;
 use crate::raft::Response;
-use crate::watch::WatchHub;
+use crate::watch::{History, WatchHub};
 
 /// The state that raft's state machine changes and that clients read: the in-memory state, its
 /// backend, and what has been published of it.
@@ -215,7 +216,7 @@ impl Shared {
         drop(current);
         self.applied.store(applied, Ordering::Release);
         self.durable.store(revision, Ordering::Release);
-        self.hub.publish(revision, &[]);
+        self.hub.advance(revision);
         Ok(())
     }
 
@@ -249,10 +250,15 @@ impl Shared {
         self.applied.store(applied, Ordering::Release);
         self.durable.fetch_max(revision, Ordering::AcqRel);
         let now = Instant::now();
+        // The state is read before the hub and the clock are locked (the order every path
+        // takes): a watcher that asked for previous key-values gets them from it. Nothing
+        // applies until this returns, so it is the state the batch left.
+        let state = self.state_read();
+        let history = StateView { state: &state };
         let mut clock = self.clock();
         for output in responses.iter_mut().flat_map(|r| r.0.iter_mut()) {
             let events: Vec<PbEvent> = std::mem::take(&mut output.events);
-            self.hub.publish(output.revision, &events);
+            self.hub.publish(output.revision, &events, &history);
             match &output.result {
                 Ok(Applied::LeaseGrant { id, ttl }) => clock.renew(*id, *ttl, now),
                 Ok(Applied::LeaseRevoke { id }) => clock.forget(*id),
@@ -260,6 +266,37 @@ impl Shared {
             }
         }
         drop(clock);
-        self.hub.publish(revision, &[]);
+        drop(state);
+        self.hub.advance(revision);
+    }
+}
+
+/// The state machine seen as watch history.
+pub(super) struct StateView<'a> {
+    pub(super) state: &'a StateMachine,
+}
+
+impl History for StateView<'_> {
+    fn compact_revision(&self) -> i64 {
+        self.state.index().compact_revision()
+    }
+
+    fn events(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, PbEvent)>, StoreError> {
+        Ok(self
+            .state
+            .index()
+            .events(range, from, to)?
+            .into_iter()
+            .map(|(rev, ev)| (rev.main, ev))
+            .collect())
+    }
+
+    fn before(&self, key: &[u8], revision: i64) -> Result<Option<PbKeyValue>, StoreError> {
+        self.state.index().get_kv_at(key, revision - 1)
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use etcd_client::proto::{PbEvent, PbResponseHeader, PbWatchResponse};
+use etcd_client::proto::{PbEvent, PbKeyValue, PbResponseHeader, PbWatchResponse};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::History;
@@ -44,6 +44,16 @@ impl Watcher {
         }
         ev
     }
+}
+
+/// The previous key-value of `ev`, an event of revision `revision`. A value the data file cannot
+/// give back leaves the event without it, as etcd sends it when its read fails.
+fn before(history: &dyn History, ev: &PbEvent, revision: i64) -> Option<PbKeyValue> {
+    let key = ev.kv.as_ref().map_or(&[][..], |kv| kv.key.as_slice());
+    history.before(key, revision).unwrap_or_else(|err| {
+        tracing::warn!(%err, revision, "reading the previous value of a watch event failed");
+        None
+    })
 }
 
 #[derive(Debug, Default)]
@@ -163,22 +173,36 @@ impl WatchHub {
     }
 
     /// Delivers the events of revision `revision` (all of one write request) and marks it
-    /// published. Must be called in revision order.
-    pub fn publish(&self, revision: i64, events: &[PbEvent]) {
+    /// published. Must be called in revision order, with `history` the state once that request
+    /// (and maybe later ones) applied. Events come without their previous key-values: those
+    /// are read from `history` here, once per event and only if a watcher that asked for them
+    /// gets the event, as etcd reads them when it sends (and, as etcd, leaves one out that a
+    /// compaction has removed meanwhile). Most watchers never ask, and reading every
+    /// overwritten value at apply time cost each put a lookup in the data file.
+    pub fn publish(&self, revision: i64, events: &[PbEvent], history: &dyn History) {
         let mut inner = self.lock();
         inner.revision = inner.revision.max(revision);
         if events.is_empty() {
             return;
         }
+        let mut prevs: Vec<Option<Option<PbKeyValue>>> = vec![None; events.len()];
         inner.watchers.retain(|(_, id), w| {
             if w.spec.start_revision > revision {
                 return true;
             }
-            let mine: Vec<PbEvent> = events
-                .iter()
-                .filter(|ev| w.wants(ev))
-                .map(|ev| w.shape(ev))
-                .collect();
+            let mut mine = Vec::new();
+            for (ev, prev) in events.iter().zip(prevs.iter_mut()) {
+                if !w.wants(ev) {
+                    continue;
+                }
+                let mut ev = ev.clone();
+                if w.spec.prev_kv {
+                    ev.prev_kv = prev
+                        .get_or_insert_with(|| before(history, &ev, revision))
+                        .clone();
+                }
+                mine.push(ev);
+            }
             if mine.is_empty() {
                 return true;
             }
@@ -188,6 +212,13 @@ impl WatchHub {
             };
             w.tx.send(resp).is_ok()
         });
+    }
+
+    /// Marks `revision` published where it brought no events (a request that changed
+    /// nothing, an installed snapshot).
+    pub fn advance(&self, revision: i64) {
+        let mut inner = self.lock();
+        inner.revision = inner.revision.max(revision);
     }
 
     /// Removes watcher `id` of `stream`; true if it existed.
@@ -224,7 +255,10 @@ mod tests {
 
     use super::*;
 
-    struct NoHistory(i64);
+    /// No past events, compacted at `.0`; every key was `old` before, and each such read is
+    /// counted.
+    #[derive(Default)]
+    struct NoHistory(i64, std::cell::Cell<usize>);
 
     impl History for NoHistory {
         fn compact_revision(&self) -> i64 {
@@ -238,6 +272,23 @@ mod tests {
         ) -> Result<Vec<(i64, PbEvent)>, crate::error::StoreError> {
             Ok(Vec::new())
         }
+        fn before(
+            &self,
+            key: &[u8],
+            revision: i64,
+        ) -> Result<Option<PbKeyValue>, crate::error::StoreError> {
+            self.1.set(self.1.get() + 1);
+            Ok(Some(PbKeyValue {
+                key: key.to_vec(),
+                value: b"old".to_vec(),
+                mod_revision: revision - 1,
+                ..PbKeyValue::default()
+            }))
+        }
+    }
+
+    fn none() -> NoHistory {
+        NoHistory::default()
     }
 
     fn put(key: &str, rev: i64) -> PbEvent {
@@ -248,7 +299,7 @@ mod tests {
                 mod_revision: rev,
                 ..PbKeyValue::default()
             }),
-            prev_kv: Some(PbKeyValue::default()),
+            prev_kv: None,
         }
     }
 
@@ -266,9 +317,9 @@ mod tests {
     fn prefix_watcher_gets_only_its_keys_without_prev_kv() {
         let hub = WatchHub::new(PbResponseHeader::default(), 1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        assert!(hub.watch(1, 0, spec("a", "b", vec![]), &NoHistory(0), tx));
+        assert!(hub.watch(1, 0, spec("a", "b", vec![]), &none(), tx));
         assert!(rx.try_recv().unwrap().created);
-        hub.publish(2, &[put("a1", 2), put("b1", 2)]);
+        hub.publish(2, &[put("a1", 2), put("b1", 2)], &none());
         let resp = rx.try_recv().unwrap();
         assert_eq!(resp.events.len(), 1);
         assert!(resp.events[0].prev_kv.is_none());
@@ -279,9 +330,9 @@ mod tests {
     fn noput_filter_drops_puts() {
         let hub = WatchHub::new(PbResponseHeader::default(), 1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        hub.watch(1, 0, spec("a", "", vec![FILTER_NOPUT]), &NoHistory(0), tx);
+        hub.watch(1, 0, spec("a", "", vec![FILTER_NOPUT]), &none(), tx);
         rx.try_recv().unwrap();
-        hub.publish(2, &[put("a", 2)]);
+        hub.publish(2, &[put("a", 2)], &none());
         assert!(rx.try_recv().is_err());
     }
 
@@ -293,11 +344,11 @@ mod tests {
             start_revision: 3,
             ..spec("a", "", vec![])
         };
-        hub.watch(1, 0, s, &NoHistory(5), tx);
+        hub.watch(1, 0, s, &NoHistory(5, Default::default()), tx);
         rx.try_recv().unwrap();
         let resp = rx.try_recv().unwrap();
         assert_eq!((resp.compact_revision, resp.canceled), (5, true));
-        hub.publish(11, &[put("a", 11)]);
+        hub.publish(11, &[put("a", 11)], &none());
         assert!(rx.try_recv().is_err());
     }
 
@@ -305,10 +356,71 @@ mod tests {
     fn canceled_watcher_gets_nothing_more() {
         let hub = WatchHub::new(PbResponseHeader::default(), 1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        hub.watch(1, 0, spec("a", "", vec![]), &NoHistory(0), tx);
+        hub.watch(1, 0, spec("a", "", vec![]), &none(), tx);
         rx.try_recv().unwrap();
         assert!(hub.cancel(1, 0));
-        hub.publish(2, &[put("a", 2)]);
+        hub.publish(2, &[put("a", 2)], &none());
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn previous_values_are_read_once_per_event_and_only_for_watchers_that_ask() {
+        let hub = WatchHub::new(PbResponseHeader::default(), 1);
+        let (plain_tx, mut plain) = mpsc::unbounded_channel();
+        let (prev_tx, mut prev) = mpsc::unbounded_channel();
+        let (other_tx, mut other) = mpsc::unbounded_channel();
+        let asks = |key: &str, end: &str| WatchSpec {
+            prev_kv: true,
+            ..spec(key, end, vec![])
+        };
+        hub.watch(1, 0, spec("a", "b", vec![]), &none(), plain_tx);
+        hub.watch(1, 1, asks("a", "b"), &none(), prev_tx);
+        hub.watch(2, 0, asks("a1", ""), &none(), other_tx);
+        for rx in [&mut plain, &mut prev, &mut other] {
+            assert!(rx.try_recv().unwrap().created);
+        }
+
+        let history = none();
+        hub.publish(2, &[put("a1", 2), put("a2", 2), put("b1", 2)], &history);
+        assert_eq!(
+            history.1.get(),
+            2,
+            "a1 once for two watchers, a2 once, b1 never"
+        );
+        let got = prev.try_recv().unwrap().events;
+        assert_eq!(got.len(), 2);
+        for (ev, key) in got.iter().zip(["a1", "a2"]) {
+            let before = ev.prev_kv.as_ref().expect("asked for prev_kv");
+            assert_eq!(
+                (before.key.as_slice(), before.value.as_slice()),
+                (key.as_bytes(), &b"old"[..])
+            );
+            assert_eq!(
+                before.mod_revision, 1,
+                "as of the revision before the event's"
+            );
+        }
+        assert_eq!(
+            other.try_recv().unwrap().events[0]
+                .prev_kv
+                .as_ref()
+                .map(|kv| kv.key.clone()),
+            Some(b"a1".to_vec())
+        );
+        assert!(
+            plain
+                .try_recv()
+                .unwrap()
+                .events
+                .iter()
+                .all(|ev| ev.prev_kv.is_none())
+        );
+
+        let quiet = none();
+        hub.cancel(1, 1);
+        hub.cancel(2, 0);
+        hub.publish(3, &[put("a1", 3)], &quiet);
+        assert_eq!(quiet.1.get(), 0, "no watcher asks: nothing is read");
+        assert_eq!(plain.try_recv().unwrap().events.len(), 1);
     }
 }

@@ -189,6 +189,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .range(range.clone())
             .map(|(i, e)| (*i, e.clone()))
             .collect();
+        // Replication asks for entries just appended: when the pending map holds them all,
+        // the database (a read transaction under its lock) is not needed.
+        if let Some(wanted) = bounded_len(&range)
+            && found.len() as u64 == wanted
+        {
+            return Ok(found.into_values().collect());
+        }
         let db = self
             .shared
             .db
@@ -209,6 +216,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let out: Vec<Entry> = found.into_values().collect();
         Ok(out)
     }
+}
+
+/// How many indexes `range` spans, if it is bounded at both ends.
+fn bounded_len(range: &impl RangeBounds<u64>) -> Option<u64> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let start = match range.start_bound() {
+        Included(s) => *s,
+        Excluded(s) => s.checked_add(1)?,
+        Unbounded => return None,
+    };
+    let end = match range.end_bound() {
+        Included(e) => e.checked_add(1)?,
+        Excluded(e) => *e,
+        Unbounded => return None,
+    };
+    Some(end.saturating_sub(start))
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {

@@ -236,6 +236,10 @@ pub async fn record_watch(
         }
     }
     record.until = until.load(Ordering::SeqCst);
+    // An event recorded while the end was still open may lie past the end set later: a write
+    // whose client gave up (an unknown outcome) can commit after the final revision was read.
+    // The record covers `start..=until` only, as the committed history it is checked against.
+    record.events.retain(|e| e.revision <= record.until);
     record
 }
 

@@ -182,7 +182,7 @@ impl WatchHub {
     pub fn publish(&self, revision: i64, events: &[PbEvent], history: &dyn History) {
         let mut inner = self.lock();
         inner.revision = inner.revision.max(revision);
-        if events.is_empty() {
+        if events.is_empty() || inner.watchers.is_empty() {
             return;
         }
         let mut prevs: Vec<Option<Option<PbKeyValue>>> = vec![None; events.len()];

@@ -9,6 +9,7 @@ mod snapshot;
 use std::sync::Arc;
 
 pub use memory::MemoryBackend;
+pub(crate) use redb_backend::{META_TABLE, mark_log_moved};
 pub use redb_backend::{RAFT_APPLIED, RAFT_META, RedbBackend, SharedDb};
 pub use snapshot::{CHANGES_PER_READ, SNAPSHOT_MAGIC, SnapshotSource, parse_snapshot};
 

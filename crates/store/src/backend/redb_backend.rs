@@ -19,7 +19,25 @@ const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The version of the on-disk layout this code reads and writes. Version 1 had no raft log:
 /// its `applied_index` counted writes, not raft log entries, so it is refused, not migrated.
-pub const FORMAT_VERSION: u64 = 2;
+/// Version 2 kept the raft log in this database; opening the log moves it out (ADR 0407) and
+/// marks the database version 3, which berth before that refuses.
+pub const FORMAT_VERSION: u64 = 3;
+const FORMAT_LOG_INSIDE: u64 = 2;
+
+/// The name of the `meta` table (format version, ids, revisions), which only a database that
+/// has been initialised holds.
+pub(crate) const META_TABLE: &str = "meta";
+
+/// Marks a database whose raft log has been moved out (or had none) as the current version;
+/// the caller commits `txn`. Any other version is left for `load` to refuse.
+pub(crate) fn mark_log_moved(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    let found = meta.get(META_FORMAT)?.map(|v| v.value());
+    if found == Some(FORMAT_LOG_INSIDE) {
+        meta.insert(META_FORMAT, FORMAT_VERSION)?;
+    }
+    Ok(())
+}
 
 /// The database, shared by the state backend and the raft log store. Transactions take the lock
 /// shared; only defragmenting (which needs the database alone) takes it exclusively.
@@ -32,7 +50,7 @@ pub const RAFT_APPLIED: &str = "applied";
 
 const REVISIONS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("revisions");
 const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META: TableDefinition<&str, u64> = TableDefinition::new(META_TABLE);
 
 const META_FORMAT: &str = "format_version";
 const META_APPLIED: &str = "applied_index";
@@ -324,7 +342,7 @@ impl Backend for RedbBackend {
         };
         let db = self.db();
         let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
-        txn.set_durability(Durability::None)
+        txn.set_durability(Durability::Immediate)
             .map_err(|e| err(e.into()))?;
         {
             let mut revs = txn.open_table(REVISIONS).map_err(|e| err(e.into()))?;
@@ -553,7 +571,7 @@ mod tests {
             err,
             StoreError::FormatVersion {
                 found: 1,
-                expected: 2,
+                expected: 3,
                 ..
             }
         ));

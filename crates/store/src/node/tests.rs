@@ -46,7 +46,16 @@ async fn start_with(dir: &std::path::Path, config: Config) -> (Arc<Node>, LogSto
         backend = RedbBackend::open(dir);
     }
     let backend = backend.unwrap();
-    let log = LogStore::open(backend.database()).unwrap();
+    // The stopped node's log thread lets go of the log's lock as it ends.
+    let mut log = LogStore::open(&dir.join("log"), &backend.database());
+    for _ in 0..100 {
+        if log.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log = LogStore::open(&dir.join("log"), &backend.database());
+    }
+    let log = log.unwrap();
     let node = Node::start(config, Box::new(backend), log.clone())
         .await
         .unwrap();
@@ -81,7 +90,7 @@ async fn concurrent_writes_share_log_fsyncs_and_each_gets_its_own_revision() {
 async fn reads_see_a_write_once_it_is_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let backend = RedbBackend::open(dir.path()).unwrap();
-    let log = LogStore::open(backend.database()).unwrap();
+    let log = LogStore::open(&dir.path().join("log"), &backend.database()).unwrap();
     // The state may live anywhere; the log alone makes writes durable.
     let node = Node::start(
         Config::new("unused".into()),
@@ -125,7 +134,7 @@ async fn applied_writes_reach_the_data_file_in_batches_of_the_backend_batch_limi
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let dir = tempfile::tempdir().unwrap();
     let backend = RedbBackend::open(dir.path()).unwrap();
-    let log = LogStore::open(backend.database()).unwrap();
+    let log = LogStore::open(&dir.path().join("log"), &backend.database()).unwrap();
     let mut config = never_batch_committed();
     config.backend_batch.limit = 10;
     let node = Node::start(

@@ -131,6 +131,11 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
     out
 }
 
+/// The index of an encoded entry, read without decoding the rest.
+pub fn entry_index(bytes: &[u8]) -> Result<u64, DecodeError> {
+    Ok(Reader(bytes).log_id()?.index)
+}
+
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
     let mut r = Reader(bytes);
     let log_id = r.log_id()?;

@@ -1,8 +1,9 @@
-//! openraft's log storage on redb: the `raft_log` table (index → encoded entry) and the vote,
-//! committed and purged log ids in `raft_meta` (see docs/formats/store.md).
+//! openraft's log storage on TiKV's raft-engine (ADR 0407): one raft group in `<data-dir>/log/`,
+//! entries as berth's own encoding, and the vote, committed and purged log ids as keys of the
+//! group (see docs/formats/store.md).
 //!
 //! Writing: `append` makes the entries readable at once (a pending map) and queues them for the
-//! log thread, which takes every queued operation, writes them in one redb transaction with one
+//! log thread, which takes every queued operation, writes them in one engine batch with one
 //! fsync, and only then reports each append flushed to openraft. openraft 0.9 waits for that
 //! report before its next append, so one entry is written per fsync; group commit of client
 //! writes therefore happens before raft, in the node's proposer, which puts every waiting write
@@ -10,19 +11,24 @@
 //!
 //! Correctness (what openraft requires of `RaftLogStorage`): an entry is reported flushed only
 //! once it is on disk; operations reach the disk in the order they were called; `save_vote`,
-//! `truncate` and `purge` return only once on disk; reads see every appended entry. The
-//! committed log id is kept in memory and written with the next transaction.
+//! `truncate` and `purge` return only once on disk; reads see every appended entry and none
+//! truncated. The engine cannot drop a log's tail, so a truncation is a durable mark that the
+//! next append (which overwrites the tail) removes. The committed log id is kept in memory and
+//! written with the next batch.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use protobuf::well_known_types::BytesValue;
+use raft_engine::{Command as EngineCommand, Config as EngineConfig, Engine, LogBatch, MessageExt};
+use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
 use super::codec;
@@ -30,19 +36,45 @@ use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::backend::{RAFT_META, SharedDb};
 use crate::error::StoreError;
 
-/// The log entries, by index.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-const META_VOTE: &str = "vote";
-const META_COMMITTED: &str = "committed";
-const META_PURGED: &str = "last_purged";
+/// Where berth kept the log before ADR 0407 (data format 2): a table of the state database, and the
+/// vote, committed and purged ids under these names in its `raft_meta` table.
+const LEGACY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const LEGACY_META: [(&str, &[u8]); 3] = [
+    ("vote", META_VOTE),
+    ("committed", META_COMMITTED),
+    ("last_purged", META_PURGED),
+];
 
-/// How many queued operations one transaction takes at most.
+/// The one raft group in the engine.
+const GROUP: u64 = 1;
+const META_VOTE: &[u8] = b"vote";
+const META_COMMITTED: &[u8] = b"committed";
+const META_PURGED: &[u8] = b"last_purged";
+/// Set by a truncation, removed by the next append: entries from this index on are gone, even
+/// though the engine (which cannot drop a log's tail) still holds them until overwritten.
+const META_TRUNCATED: &[u8] = b"truncated_from";
+
+/// Entries go to the engine as protobuf `BytesValue`s holding berth's own encoding.
+struct Entries;
+
+impl MessageExt for Entries {
+    type Entry = BytesValue;
+
+    fn index(e: &BytesValue) -> u64 {
+        codec::entry_index(&e.value).unwrap_or(0)
+    }
+}
+
+/// How many queued operations one write takes at most.
 const MAX_OPS_PER_COMMIT: usize = 4096;
+/// How many bytes of entries one write takes at most, well inside the engine's limit for one
+/// batch (2 GiB); an entry larger than this alone still goes, in a write of its own.
+const MAX_BYTES_PER_COMMIT: usize = 64 * 1024 * 1024;
 
 /// A change to the log, in call order.
 enum Op {
     Append {
-        entries: Vec<(u64, Vec<u8>, LogId)>,
+        entries: Vec<(u64, BytesValue, LogId)>,
         flushed: LogFlushed<TypeConfig>,
     },
     Vote(Vec<u8>, oneshot::Sender<Result<(), String>>),
@@ -62,9 +94,8 @@ struct Tail {
     committed: Option<LogId>,
 }
 
-#[derive(Debug)]
 struct Shared {
-    db: SharedDb,
+    engine: Engine,
     tail: Mutex<Tail>,
     /// Transactions written with an fsync (a measure of grouping).
     durable_commits: AtomicU64,
@@ -75,6 +106,22 @@ struct Shared {
 pub struct LogStore {
     shared: Arc<Shared>,
     ops: mpsc::Sender<Op>,
+}
+
+impl Op {
+    /// The bytes of entries it writes.
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Append { entries, .. } => entries.iter().map(|(_, v, _)| v.value.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
+impl Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogStore")
+    }
 }
 
 impl Debug for Op {
@@ -92,40 +139,51 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens the log in `db` (creating its table) and starts its writer thread.
-    pub fn open(db: SharedDb) -> Result<Self, StoreError> {
-        Self::open_inner(db).map_err(|e| StoreError::Raft {
+    /// Opens the log in the directory `dir` (creating it) and starts its writer thread. A log
+    /// that an earlier berth kept in the state database `legacy` is moved into it first.
+    pub fn open(dir: &Path, legacy: &SharedDb) -> Result<Self, StoreError> {
+        Self::open_inner(dir, legacy).map_err(|e| StoreError::Raft {
             during: "opening the log",
             reason: e.to_string(),
         })
     }
 
-    fn open_inner(db: SharedDb) -> Result<Self, Box<StorageError>> {
-        let (last_purged, last_entry, committed) = {
-            let guard = db.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let txn = guard.begin_write().map_err(write_err)?;
-            let found = {
-                let log = txn.open_table(LOG).map_err(write_err)?;
-                let meta = txn.open_table(RAFT_META).map_err(write_err)?;
-                let purged = match meta.get(META_PURGED).map_err(read_err)? {
-                    Some(v) => codec::decode_log_id(v.value()).map_err(read_err)?,
-                    None => None,
-                };
-                let last = match log.last().map_err(read_err)? {
-                    Some((_, v)) => Some(codec::decode_entry(v.value()).map_err(read_err)?.log_id),
-                    None => None,
-                };
-                let committed = match meta.get(META_COMMITTED).map_err(read_err)? {
-                    Some(v) => codec::decode_log_id(v.value()).map_err(read_err)?,
-                    None => None,
-                };
-                (purged, last, committed)
-            };
-            txn.commit().map_err(write_err)?;
-            found
+    fn open_inner(dir: &Path, legacy: &SharedDb) -> Result<Self, Box<StorageError>> {
+        let config = EngineConfig {
+            dir: dir.to_string_lossy().into_owned(),
+            // Entries are written as they are: compressing them costs CPU on every append.
+            batch_compression_threshold: raft_engine::ReadableSize::gb(1),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::open(config).map_err(write_err)?;
+        migrate(&engine, legacy)?;
+        let get = |key: &[u8]| -> Result<Option<LogId>, Box<StorageError>> {
+            match engine.get(GROUP, key) {
+                Some(v) => Ok(codec::decode_log_id(&v).map_err(read_err)?),
+                None => Ok(None),
+            }
+        };
+        let last_purged = get(META_PURGED)?;
+        let committed = get(META_COMMITTED)?;
+        let mut last_index = engine.last_index(GROUP);
+        if let Some(from) = engine.get(GROUP, META_TRUNCATED) {
+            let from =
+                u64::from_be_bytes(from.try_into().map_err(|_| read_err("truncation mark"))?);
+            last_index = last_index.map(|l| l.min(from.saturating_sub(1)));
+        }
+        let first_index = engine.first_index(GROUP);
+        let last_entry = match (first_index, last_index) {
+            (Some(first), Some(last)) if last >= first => {
+                let e = engine
+                    .get_entry::<Entries>(GROUP, last)
+                    .map_err(read_err)?
+                    .ok_or_else(|| read_err("the last entry is missing"))?;
+                Some(codec::decode_entry(&e.value).map_err(read_err)?.log_id)
+            }
+            _ => None,
         };
         let shared = Arc::new(Shared {
-            db,
+            engine,
             tail: Mutex::new(Tail {
                 pending: BTreeMap::new(),
                 last_log_id: last_entry.or(last_purged),
@@ -164,15 +222,8 @@ impl LogStore {
         rx.await.map_err(write_err)?.map_err(write_err)
     }
 
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
-        let db = self
-            .shared
-            .db
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let txn = db.begin_read()?;
-        let meta = txn.open_table(RAFT_META)?;
-        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+    fn meta(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.shared.engine.get(GROUP, key)
     }
 }
 
@@ -196,26 +247,124 @@ impl RaftLogReader<TypeConfig> for LogStore {
         {
             return Ok(found.into_values().collect());
         }
-        let db = self
-            .shared
-            .db
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let txn = db.begin_read().map_err(read_err)?;
-        let log = txn.open_table(LOG).map_err(read_err)?;
-        let start = range.start_bound().cloned();
-        let end = range.end_bound().cloned();
-        let rows = log.range::<u64>((start, end)).map_err(read_err)?;
-        for row in rows {
-            let (index, bytes) = row.map_err(read_err)?;
-            let index = index.value();
-            if let std::collections::btree_map::Entry::Vacant(slot) = found.entry(index) {
-                slot.insert(codec::decode_entry(bytes.value()).map_err(read_err)?);
+        // The engine, within the log's ends as this store knows them (a truncated tail may
+        // still be in the engine).
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let (first, last) = {
+            let tail = self.tail();
+            let first = tail.last_purged.map_or(0, |p| p.index + 1);
+            (first, tail.last_log_id.map(|l| l.index))
+        };
+        let Some(last) = last else {
+            return Ok(found.into_values().collect());
+        };
+        let start = match range.start_bound() {
+            Included(s) => *s,
+            Excluded(s) => s.saturating_add(1),
+            Unbounded => 0,
+        }
+        .max(first)
+        .max(self.shared.engine.first_index(GROUP).unwrap_or(u64::MAX));
+        let end = match range.end_bound() {
+            Included(e) => e.saturating_add(1),
+            Excluded(e) => *e,
+            Unbounded => u64::MAX,
+        }
+        .min(last + 1)
+        .min(self.shared.engine.last_index(GROUP).map_or(0, |l| l + 1));
+        if start < end {
+            let mut rows = Vec::new();
+            self.shared
+                .engine
+                .fetch_entries_to::<Entries>(GROUP, start, end, None, &mut rows)
+                .map_err(read_err)?;
+            for row in rows {
+                let entry = codec::decode_entry(&row.value).map_err(read_err)?;
+                found.entry(entry.log_id.index).or_insert(entry);
             }
         }
         let out: Vec<Entry> = found.into_values().collect();
         Ok(out)
     }
+}
+
+/// Moves a log kept in the state database by an earlier berth into the engine: written there
+/// (with an fsync) before it is removed from the database, so a crash in between leaves it in
+/// both, and the next open only removes it. An engine that already holds a log keeps it.
+fn migrate(engine: &Engine, legacy: &SharedDb) -> Result<(), Box<StorageError>> {
+    let db = legacy
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let txn = db.begin_write().map_err(write_err)?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(read_err)?
+        .map(|t| t.name().to_owned())
+        .collect();
+    let exists = |name: &str| tables.iter().any(|t| t == name);
+    let (has_log, has_raft_meta) = (exists(LEGACY_LOG.name()), exists(RAFT_META.name()));
+    if !has_log && !has_raft_meta && !exists(crate::backend::META_TABLE) {
+        // A new database: nothing to move, and its tables are the backend's to create.
+        return Ok(());
+    }
+    let mut meta: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    if has_raft_meta {
+        let table = txn.open_table(RAFT_META).map_err(read_err)?;
+        for (name, key) in LEGACY_META {
+            if let Some(v) = table.get(name).map_err(read_err)? {
+                meta.push((key, v.value().to_vec()));
+            }
+        }
+    }
+    let engine_empty = engine.get(GROUP, META_VOTE).is_none() && engine.last_index(GROUP).is_none();
+    if engine_empty && (has_log || !meta.is_empty()) {
+        let mut batch = LogBatch::default();
+        for (key, value) in &meta {
+            batch
+                .put(GROUP, key.to_vec(), value.clone())
+                .map_err(write_err)?;
+        }
+        if has_log {
+            let log = txn.open_table(LEGACY_LOG).map_err(read_err)?;
+            let mut entries = Vec::new();
+            for row in log.iter().map_err(read_err)? {
+                let (_, bytes) = row.map_err(read_err)?;
+                let mut value = BytesValue::new();
+                value.value = bytes.value().to_vec();
+                entries.push(value);
+            }
+            // The engine takes at most its batch limit of entries at once.
+            for chunk in entries.chunks(256) {
+                batch
+                    .add_entries::<Entries>(GROUP, chunk)
+                    .map_err(write_err)?;
+                engine.write(&mut batch, false).map_err(write_err)?;
+            }
+        }
+        engine.write(&mut batch, true).map_err(write_err)?;
+        engine.sync().map_err(write_err)?;
+        tracing::info!(
+            "moved the raft log out of the state database into {}",
+            engine.path()
+        );
+    }
+    if has_raft_meta {
+        let mut table = txn.open_table(RAFT_META).map_err(write_err)?;
+        for (name, _) in LEGACY_META {
+            table.remove(name).map_err(write_err)?;
+        }
+    }
+    if has_log {
+        txn.delete_table(LEGACY_LOG).map_err(write_err)?;
+    }
+    if exists(crate::backend::META_TABLE) {
+        crate::backend::mark_log_moved(&txn).map_err(write_err)?;
+    }
+    let mut txn = txn;
+    txn.set_durability(Durability::Immediate)
+        .map_err(write_err)?;
+    txn.commit().map_err(write_err)?;
+    Ok(())
 }
 
 /// How many indexes `range` spans, if it is bounded at both ends.
@@ -255,7 +404,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        match self.meta(META_VOTE).map_err(read_err)? {
+        match self.meta(META_VOTE) {
             Some(bytes) => Ok(Some(codec::decode_vote(&bytes).map_err(read_err)?)),
             None => Ok(None),
         }
@@ -284,11 +433,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut tail = self.tail();
             for entry in entries {
-                encoded.push((
-                    entry.log_id.index,
-                    codec::encode_entry(&entry),
-                    entry.log_id,
-                ));
+                let mut value = BytesValue::new();
+                value.value = codec::encode_entry(&entry);
+                encoded.push((entry.log_id.index, value, entry.log_id));
                 tail.last_log_id = Some(entry.log_id);
                 tail.pending.insert(entry.log_id.index, entry);
             }
@@ -346,9 +493,13 @@ fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut ops: Vec<Op> = carried.take().into_iter().collect();
         ops.push(first);
-        while ops.len() < MAX_OPS_PER_COMMIT {
+        let mut bytes: usize = ops.iter().map(Op::bytes).sum();
+        while ops.len() < MAX_OPS_PER_COMMIT && bytes < MAX_BYTES_PER_COMMIT {
             match rx.try_recv() {
-                Ok(op) => ops.push(op),
+                Ok(op) => {
+                    bytes += op.bytes();
+                    ops.push(op);
+                }
                 Err(_) => break,
             }
         }
@@ -394,40 +545,206 @@ fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
     }
 }
 
-fn write_ops(shared: &Shared, ops: &[Op]) -> Result<(), redb::Error> {
-    let db = shared
-        .db
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(RAFT_META)?;
-        for op in ops {
-            match op {
-                Op::Append { entries, .. } => {
-                    for (index, bytes, _) in entries {
-                        log.insert(index, bytes.as_slice())?;
-                    }
-                }
-                Op::Vote(bytes, _) => {
-                    meta.insert(META_VOTE, bytes.as_slice())?;
-                }
-                Op::Committed(bytes) => {
-                    meta.insert(META_COMMITTED, bytes.as_slice())?;
-                }
-                Op::Truncate(from, _) => {
-                    log.retain_in(*from.., |_, _| false)?;
-                }
-                Op::Purge(upto, _) => {
-                    log.retain_in(..=upto.index, |_, _| false)?;
-                    meta.insert(META_PURGED, codec::encode_log_id(Some(upto)).as_slice())?;
-                }
+/// Adds appended entries to `batch`; they overwrite any the engine holds from their first
+/// index on, so a truncation before them is complete once they are written.
+fn add_appended(
+    batch: &mut LogBatch,
+    entries: &[(u64, BytesValue, LogId)],
+) -> Result<(), raft_engine::Error> {
+    let values: Vec<BytesValue> = entries.iter().map(|(_, v, _)| v.clone()).collect();
+    batch.add_entries::<Entries>(GROUP, &values)?;
+    batch.delete(GROUP, META_TRUNCATED.to_vec());
+    Ok(())
+}
+
+fn write_ops(shared: &Shared, ops: &[Op]) -> Result<(), raft_engine::Error> {
+    let mut batch = LogBatch::default();
+    let mut purged = false;
+    for op in ops {
+        match op {
+            Op::Append { entries, .. } => add_appended(&mut batch, entries)?,
+            Op::Vote(bytes, _) => batch.put(GROUP, META_VOTE.to_vec(), bytes.clone())?,
+            Op::Committed(bytes) => batch.put(GROUP, META_COMMITTED.to_vec(), bytes.clone())?,
+            Op::Truncate(from, _) => {
+                batch.put(GROUP, META_TRUNCATED.to_vec(), from.to_be_bytes().to_vec())?;
+            }
+            Op::Purge(upto, _) => {
+                batch.add_command(
+                    GROUP,
+                    EngineCommand::Compact {
+                        index: upto.index + 1,
+                    },
+                );
+                batch.put(
+                    GROUP,
+                    META_PURGED.to_vec(),
+                    codec::encode_log_id(Some(upto)),
+                )?;
+                purged = true;
             }
         }
     }
-    txn.commit()?;
+    shared.engine.write(&mut batch, true)?;
     shared.durable_commits.fetch_add(1, Ordering::Relaxed);
+    if purged {
+        shared.engine.purge_expired_files()?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::backend::RedbBackend;
+
+    const FORMAT: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// Writes entries as an append does, without openraft's flush callback (which only openraft
+    /// can make).
+    fn write_entries(store: &LogStore, entries: &[Entry]) {
+        let encoded: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let mut value = BytesValue::new();
+                value.value = codec::encode_entry(e);
+                (e.log_id.index, value, e.log_id)
+            })
+            .collect();
+        let mut batch = LogBatch::default();
+        add_appended(&mut batch, &encoded).unwrap();
+        store.shared.engine.write(&mut batch, true).unwrap();
+        store.tail().last_log_id = entries.last().map(|e| e.log_id);
+    }
+
+    fn open(dir: &Path, db: &SharedDb) -> LogStore {
+        // The previous handle's writer thread lets go of the engine's lock as it ends.
+        for _ in 0..100 {
+            if let Ok(store) = LogStore::open(&dir.join("log"), db) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        LogStore::open(&dir.join("log"), db).unwrap()
+    }
+
+    async fn indexes(store: &mut LogStore) -> Vec<(u64, u64)> {
+        let state = store.get_log_state().await.unwrap();
+        let entries = store.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(
+            state.last_log_id,
+            entries.last().map(|e| e.log_id),
+            "the log's end as reported and as read"
+        );
+        entries
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_truncated_tail_stays_gone_after_a_restart_until_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbBackend::open(dir.path()).unwrap().database();
+        let mut store = open(dir.path(), &db);
+        write_entries(&store, &(1..=5).map(|i| entry(1, i)).collect::<Vec<_>>());
+        store.truncate(entry(1, 3).log_id).await.unwrap();
+        assert_eq!(indexes(&mut store).await, [(1, 1), (1, 2)]);
+        drop(store);
+
+        // The engine cannot drop a tail: the mark written with the truncation hides it.
+        let mut store = open(dir.path(), &db);
+        assert_eq!(indexes(&mut store).await, [(1, 1), (1, 2)]);
+
+        // A leader's entries replace the old tail, and the mark goes with them.
+        write_entries(&store, &[entry(2, 3)]);
+        drop(store);
+        let mut store = open(dir.path(), &db);
+        assert_eq!(indexes(&mut store).await, [(1, 1), (1, 2), (2, 3)]);
+        assert!(store.shared.engine.get(GROUP, META_TRUNCATED).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_log_kept_in_the_state_database_moves_into_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RedbBackend::open(dir.path()).unwrap().database();
+        let vote = Vote::new_committed(3, 1);
+        let purged = entry(2, 4).log_id;
+        {
+            // What berth before ADR 0407 wrote: the log in `raft_log`, raft's records in
+            // `raft_meta`.
+            let guard = db.read().unwrap();
+            let txn = guard.begin_write().unwrap();
+            {
+                let mut log = txn.open_table(LEGACY_LOG).unwrap();
+                for e in (5..=7).map(|i| entry(3, i)) {
+                    log.insert(e.log_id.index, codec::encode_entry(&e).as_slice())
+                        .unwrap();
+                }
+                let mut meta = txn.open_table(RAFT_META).unwrap();
+                meta.insert("vote", codec::encode_vote(&vote).as_slice())
+                    .unwrap();
+                meta.insert(
+                    "last_purged",
+                    codec::encode_log_id(Some(&purged)).as_slice(),
+                )
+                .unwrap();
+                meta.insert(
+                    "committed",
+                    codec::encode_log_id(Some(&entry(3, 6).log_id)).as_slice(),
+                )
+                .unwrap();
+                txn.open_table(FORMAT)
+                    .unwrap()
+                    .insert("format_version", 2)
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut store = open(dir.path(), &db);
+        assert_eq!(indexes(&mut store).await, [(3, 5), (3, 6), (3, 7)]);
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(purged));
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            Some(entry(3, 6).log_id)
+        );
+        {
+            let guard = db.read().unwrap();
+            let txn = guard.begin_read().unwrap();
+            assert!(
+                txn.open_table(LEGACY_LOG).is_err(),
+                "the old table is dropped"
+            );
+            let meta = txn.open_table(RAFT_META).unwrap();
+            assert!(meta.get("vote").unwrap().is_none());
+        }
+        // The database is marked as the layout that berth reads now, which older berth refuses.
+        let format = db
+            .read()
+            .unwrap()
+            .begin_read()
+            .unwrap()
+            .open_table(FORMAT)
+            .unwrap()
+            .get("format_version")
+            .unwrap()
+            .map(|v| v.value());
+        assert_eq!(format, Some(3));
+        drop(store);
+        // Opening again finds the log in the engine only.
+        let mut store = open(dir.path(), &db);
+        assert_eq!(indexes(&mut store).await, [(3, 5), (3, 6), (3, 7)]);
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+    }
 }

@@ -21,8 +21,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
         let backend =
             RedbBackend::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
-        let log =
-            LogStore::open(backend.database()).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let log = LogStore::open(&dir.path().join("log"), &backend.database())
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
         let (shared, identity) =
             Shared::load(Box::new(backend), u64::MAX, BackendBatch::default(), None)
                 .map_err(|e| openraft::StorageIOError::write(&e))?;

@@ -56,9 +56,11 @@ pub async fn serve(
         .map(|url| listen_addr(url))
         .collect::<Result<Vec<_>, _>>()?;
     let backend = RedbBackend::open(&config.data_dir)?;
-    let log = LogStore::open(backend.database()).map_err(|e| StoreError::Raft {
-        during: "opening the log",
-        reason: e.to_string(),
+    let log = LogStore::open(&config.data_dir.join("log"), &backend.database()).map_err(|e| {
+        StoreError::Raft {
+            during: "opening the log",
+            reason: e.to_string(),
+        }
     })?;
     let node = Node::start(config, Box::new(backend), log).await?;
     serve_node(node, &addrs, shutdown).await

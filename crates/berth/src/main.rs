@@ -111,8 +111,17 @@ fn main() -> ExitCode {
     // processes libcontainer clones from them, so they log nothing through tracing
     // (docs/adr/0013).
     if !matches!(cli.command, Command::Supervise(_) | Command::ExecShim(_)) {
+        let mut filter = tracing_subscriber::EnvFilter::new(&cli.log_level);
+        // The store's log engine reports the unwritten end of its current file, found on every
+        // start, as a "broken batch" it truncates: expected, so only its errors are shown
+        // unless the filter asks for the engine by name (ADR 0407).
+        if !cli.log_level.contains("raft_engine")
+            && let Ok(quiet) = "raft_engine::file_pipe_log::pipe_builder=error".parse()
+        {
+            filter = filter.add_directive(quiet);
+        }
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+            .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
     }

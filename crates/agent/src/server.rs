@@ -351,9 +351,25 @@ async fn logs(
         if let Err(err) = result {
             tracing::warn!(%id, %err, "cannot read the log");
         }
+        // Following ends once the daemon has recorded the exit too, not only when the
+        // supervisor removed its pid file: what a client does next (rm, inspect) must find the
+        // container stopped, as after `docker logs --follow`. A client gone needs no wait.
+        if follow {
+            let deadline = std::time::Instant::now() + EXIT_RECORDED_WITHIN;
+            while !tx.is_closed()
+                && manager.is_supervised(&id)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     });
     Ok(ndjson(rx))
 }
+
+/// How long a finished `logs --follow` waits at most for the daemon to record the exit that
+/// its supervisor's pidfd reports (normally within milliseconds).
+const EXIT_RECORDED_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 struct StatsQuery {

@@ -74,7 +74,9 @@ const MAX_BYTES_PER_COMMIT: usize = 64 * 1024 * 1024;
 /// A change to the log, in call order.
 enum Op {
     Append {
-        entries: Vec<(u64, BytesValue, LogId)>,
+        /// The entries as the engine takes them, and their log ids, in the same order.
+        values: Vec<BytesValue>,
+        ids: Vec<LogId>,
         flushed: LogFlushed<TypeConfig>,
     },
     Vote(Vec<u8>, oneshot::Sender<Result<(), String>>),
@@ -112,7 +114,7 @@ impl Op {
     /// The bytes of entries it writes.
     fn bytes(&self) -> usize {
         match self {
-            Op::Append { entries, .. } => entries.iter().map(|(_, v, _)| v.value.len()).sum(),
+            Op::Append { values, .. } => values.iter().map(|v| v.value.len()).sum(),
             _ => 0,
         }
     }
@@ -232,8 +234,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        // Pending first: an entry leaves the pending map only after its transaction committed,
-        // so one not found there is in the database read below.
+        // Pending first: an entry leaves the pending map only after its batch was written, so
+        // one not found there is in the engine, read below.
         let mut found: BTreeMap<u64, Entry> = self
             .tail()
             .pending
@@ -241,7 +243,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .map(|(i, e)| (*i, e.clone()))
             .collect();
         // Replication asks for entries just appended: when the pending map holds them all,
-        // the database (a read transaction under its lock) is not needed.
+        // the engine (a file read and a decode per entry) is not needed.
         if let Some(wanted) = bounded_len(&range)
             && found.len() as u64 == wanted
         {
@@ -295,7 +297,7 @@ fn migrate(engine: &Engine, legacy: &SharedDb) -> Result<(), Box<StorageError>> 
     let db = legacy
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let txn = db.begin_write().map_err(write_err)?;
+    let mut txn = db.begin_write().map_err(write_err)?;
     let tables: Vec<String> = txn
         .list_tables()
         .map_err(read_err)?
@@ -329,11 +331,10 @@ fn migrate(engine: &Engine, legacy: &SharedDb) -> Result<(), Box<StorageError>> 
             let mut entries = Vec::new();
             for row in log.iter().map_err(read_err)? {
                 let (_, bytes) = row.map_err(read_err)?;
-                let mut value = BytesValue::new();
-                value.value = bytes.value().to_vec();
-                entries.push(value);
+                entries.push(wrap(bytes.value().to_vec()));
             }
-            // The engine takes at most its batch limit of entries at once.
+            // In bounded batches: a log may hold up to `--snapshot-count` entries of up to
+            // 4 MiB each, and the engine refuses a batch over 2 GiB.
             for chunk in entries.chunks(256) {
                 batch
                     .add_entries::<Entries>(GROUP, chunk)
@@ -360,7 +361,6 @@ fn migrate(engine: &Engine, legacy: &SharedDb) -> Result<(), Box<StorageError>> 
     if exists(crate::backend::META_TABLE) {
         crate::backend::mark_log_moved(&txn).map_err(write_err)?;
     }
-    let mut txn = txn;
     txn.set_durability(Durability::Immediate)
         .map_err(write_err)?;
     txn.commit().map_err(write_err)?;
@@ -429,24 +429,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut encoded = Vec::new();
+        let (mut values, mut ids) = (Vec::new(), Vec::new());
         {
             let mut tail = self.tail();
             for entry in entries {
-                let mut value = BytesValue::new();
-                value.value = codec::encode_entry(&entry);
-                encoded.push((entry.log_id.index, value, entry.log_id));
+                values.push(encode(&entry));
+                ids.push(entry.log_id);
                 tail.last_log_id = Some(entry.log_id);
                 tail.pending.insert(entry.log_id.index, entry);
             }
         }
-        if encoded.is_empty() {
+        if values.is_empty() {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
         self.ops
             .send(Op::Append {
-                entries: encoded,
+                values,
+                ids,
                 flushed: callback,
             })
             .map_err(write_err)
@@ -511,12 +511,12 @@ fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
         if let Err(err) = &result {
             tracing::error!(%err, "raft log write failed");
         }
-        let mut done: Vec<(u64, LogId)> = Vec::new();
+        let mut done: Vec<LogId> = Vec::new();
         for op in ops {
             let reply = result.clone();
             match op {
-                Op::Append { entries, flushed } => {
-                    done.extend(entries.iter().map(|(i, _, id)| (*i, *id)));
+                Op::Append { ids, flushed, .. } => {
+                    done.extend(ids);
                     flushed.log_io_completed(reply.map_err(std::io::Error::other));
                 }
                 Op::Vote(_, tx) | Op::Truncate(_, tx) | Op::Purge(_, tx) => {
@@ -530,9 +530,13 @@ fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
                 .tail
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for (index, log_id) in done {
-                if tail.pending.get(&index).is_some_and(|e| e.log_id == log_id) {
-                    tail.pending.remove(&index);
+            for log_id in done {
+                if tail
+                    .pending
+                    .get(&log_id.index)
+                    .is_some_and(|e| e.log_id == log_id)
+                {
+                    tail.pending.remove(&log_id.index);
                 }
             }
         }
@@ -545,14 +549,21 @@ fn run_writer(shared: &Shared, rx: &mpsc::Receiver<Op>) {
     }
 }
 
+/// An entry as the engine stores it: berth's own encoding in a `BytesValue`.
+fn encode(entry: &Entry) -> BytesValue {
+    wrap(codec::encode_entry(entry))
+}
+
+fn wrap(encoded: Vec<u8>) -> BytesValue {
+    let mut value = BytesValue::new();
+    value.value = encoded;
+    value
+}
+
 /// Adds appended entries to `batch`; they overwrite any the engine holds from their first
 /// index on, so a truncation before them is complete once they are written.
-fn add_appended(
-    batch: &mut LogBatch,
-    entries: &[(u64, BytesValue, LogId)],
-) -> Result<(), raft_engine::Error> {
-    let values: Vec<BytesValue> = entries.iter().map(|(_, v, _)| v.clone()).collect();
-    batch.add_entries::<Entries>(GROUP, &values)?;
+fn add_appended(batch: &mut LogBatch, values: &[BytesValue]) -> Result<(), raft_engine::Error> {
+    batch.add_entries::<Entries>(GROUP, values)?;
     batch.delete(GROUP, META_TRUNCATED.to_vec());
     Ok(())
 }
@@ -562,7 +573,7 @@ fn write_ops(shared: &Shared, ops: &[Op]) -> Result<(), raft_engine::Error> {
     let mut purged = false;
     for op in ops {
         match op {
-            Op::Append { entries, .. } => add_appended(&mut batch, entries)?,
+            Op::Append { values, .. } => add_appended(&mut batch, values)?,
             Op::Vote(bytes, _) => batch.put(GROUP, META_VOTE.to_vec(), bytes.clone())?,
             Op::Committed(bytes) => batch.put(GROUP, META_COMMITTED.to_vec(), bytes.clone())?,
             Op::Truncate(from, _) => {
@@ -612,16 +623,9 @@ mod tests {
     /// Writes entries as an append does, without openraft's flush callback (which only openraft
     /// can make).
     fn write_entries(store: &LogStore, entries: &[Entry]) {
-        let encoded: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                let mut value = BytesValue::new();
-                value.value = codec::encode_entry(e);
-                (e.log_id.index, value, e.log_id)
-            })
-            .collect();
+        let values: Vec<BytesValue> = entries.iter().map(encode).collect();
         let mut batch = LogBatch::default();
-        add_appended(&mut batch, &encoded).unwrap();
+        add_appended(&mut batch, &values).unwrap();
         store.shared.engine.write(&mut batch, true).unwrap();
         store.tail().last_log_id = entries.last().map(|e| e.log_id);
     }

@@ -6,7 +6,11 @@
 //!                                                     gets, 64 clients spread over members)
 //!        store_bench failover ENDPOINT,... LEADER_PID (kill -9 of the leader, then the time
 //!                                                     until a write through the others is
-//!                                                     acknowledged: `failover_ms N`)
+//!                                                     acknowledged: `failover_ms N`;
+//!                                                     FAILOVER_TRACE=1 also prints the
+//!                                                     kill's wall-clock time and every
+//!                                                     attempt's outcome on stderr, to set
+//!                                                     beside the members' logs)
 //!        store_bench serve NAME DATA_DIR CLIENT_URL PEER_URL INITIAL_CLUSTER TOKEN
 //!            (one cluster member, what `berth store` runs with those flags and
 //!            `--heartbeat-interval 100 --election-timeout 1000`, without building the whole
@@ -296,16 +300,31 @@ async fn failover(endpoints: &[String], leader_pid: &str) {
         .expect("kill");
     assert!(status.success(), "kill -9 {leader_pid} failed");
     let killed = Instant::now();
+    let trace = std::env::var_os("FAILOVER_TRACE").is_some();
+    if trace {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!("killed at {:.6} s since the epoch", wall.as_secs_f64());
+    }
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut attempt = 0usize;
     let elapsed = loop {
         let mut c = clients[attempt % clients.len()].clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            if c.put(format!("failover/{attempt}"), "x", None)
-                .await
-                .is_ok()
-            {
+            let sent = killed.elapsed();
+            let put = c.put(format!("failover/{attempt}"), "x", None).await;
+            if trace {
+                let outcome = put
+                    .as_ref()
+                    .map_or_else(ToString::to_string, |_| "ok".into());
+                eprintln!(
+                    "attempt {attempt}: sent at {sent:?}, answered at {:?}: {outcome}",
+                    killed.elapsed()
+                );
+            }
+            if put.is_ok() {
                 let _ = done.send(killed.elapsed());
             }
         });

@@ -3,6 +3,7 @@
 //! machine adapter, which applies them, commits their state and publishes them here. Only then
 //! are clients answered and watch events sent. Reads see only applied (hence durable) revisions.
 
+mod election;
 mod forward;
 mod members;
 mod proposer;
@@ -55,6 +56,8 @@ pub struct Node {
     peer_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Membership changes are made one at a time.
     membership_lock: tokio::sync::Mutex<()>,
+    /// When the leader was last heard, for the election timer.
+    leader_contact: election::LeaderContact,
     pub config: Config,
     /// This member's id: its raft node id.
     pub member_id: u64,
@@ -152,6 +155,9 @@ impl Node {
             peer_stop,
             peer_tasks: Mutex::new(Vec::new()),
             membership_lock: tokio::sync::Mutex::new(()),
+            leader_contact: election::LeaderContact::new(Duration::from_millis(
+                config.election_timeout_ms,
+            )),
             config,
             member_id,
             cluster_id,
@@ -160,7 +166,11 @@ impl Node {
             node.start_alone(initialized).await?;
             return Ok(node);
         };
-        let tasks = serve_peers(&node, &peer_addrs, &stop_rx)?;
+        let mut tasks = serve_peers(&node, &peer_addrs, &stop_rx)?;
+        tasks.push(tokio::spawn(election::stand_when_the_leader_is_silent(
+            Arc::downgrade(&node),
+            stop_rx.clone(),
+        )));
         *node
             .peer_tasks
             .lock()
@@ -219,6 +229,11 @@ impl Node {
 
     pub(crate) fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The leader of `vote` was heard: raft accepted its AppendEntries just now.
+    pub(crate) fn leader_heard(&self, vote: &openraft::Vote<u64>) {
+        self.leader_contact.heard(vote);
     }
 
     /// The leader's member id, if this member knows one.

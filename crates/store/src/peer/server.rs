@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::AppendEntriesResponse;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -41,12 +42,16 @@ impl Peer for PeerService {
         request: Request<proto::AppendEntriesRequest>,
     ) -> Result<Response<proto::AppendEntriesReply>, Status> {
         let rpc = wire::append_request_back(request.get_ref()).map_err(bad_request)?;
+        let vote = rpc.vote;
         let resp = self
             .node
             .raft()
             .append_entries(rpc)
             .await
             .map_err(raft_failed)?;
+        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+            self.node.leader_heard(&vote);
+        }
         Ok(Response::new(wire::append_reply(&resp)))
     }
 

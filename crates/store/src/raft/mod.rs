@@ -41,6 +41,10 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// as soon as etcd's fastest (`[t, 2t)`), where taking etcd's `[t, 2t)` as openraft's bounds
 /// made it `[3t, 4t)` (ADR 0702). A member with no known leader stands after `[0.4t, 0.6t)`.
 /// A one-member cluster elects itself at once and never waits for them.
+///
+/// openraft looks at these only on its tick (every 1.5 heartbeat intervals), so in a cluster
+/// a follower of a known leader is stood for election earlier, after `[t, 1.1t)`, by berth's
+/// own timer (`node::election`, ADR 0705); openraft's timer is the fallback.
 pub fn raft_config(heartbeat_ms: u64, election_ms: u64, snapshot_count: u64) -> openraft::Config {
     openraft::Config {
         cluster_name: "berth-store".to_owned(),

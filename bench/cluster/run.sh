@@ -10,7 +10,13 @@
 # berth's members run as `store_bench serve` (berth_store::serve with the flags' values, what
 # `berth store` runs) so only berth-store is built in release mode; BERTH=path/to/berth runs
 # `berth store` instead.
-# Needs: /usr/bin/etcd, /usr/bin/etcdctl, python3. NO_BUILD=1 skips the release build.
+# HOSTS=netns runs every member on a host of its own made by the cluster test harness
+# (crates/cluster-harness, through its `hosts` example): a network namespace on a private
+# bridge, as in the harness's fault scenarios; members listen on their host's address
+# (ports 2379/2380) and the load generator reaches them over the bridge. The default,
+# HOSTS=loopback, runs them all on 127.0.0.1. Both need root for nothing else; netns does.
+# Needs: /usr/bin/etcd, /usr/bin/etcdctl, python3 (netns: root, iproute2, iptables). NO_BUILD=1
+# skips the release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${REPS:-7}
@@ -18,23 +24,65 @@ ROUNDS=${ROUNDS:-3}
 for n in REPS ROUNDS; do
 	[[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive whole number, not '${!n}'" >&2; exit 2; }
 done
-[ -n "${NO_BUILD:-}" ] || cargo build --release --locked --example store_bench -p berth-store >&2
+HOSTS=${HOSTS:-loopback}
+case $HOSTS in
+loopback | netns) ;;
+*) echo "HOSTS must be loopback or netns, not '$HOSTS'" >&2; exit 2 ;;
+esac
+if [ -z "${NO_BUILD:-}" ]; then
+	cargo build --release --locked --example store_bench -p berth-store >&2
+	[ "$HOSTS" = loopback ] || cargo build --release --locked --example hosts -p berth-cluster-harness >&2
+fi
 BERTH=${BERTH:-}
 GEN=$PWD/target/release/examples/store_bench
 WORK=$(mktemp -d)
 declare -A PID
+declare -a ADDR
 cleanup() {
 	for p in "${PID[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	if [ -n "${HARNESS_PID:-}" ]; then
+		# End of input: the harness kills what it started and removes its hosts.
+		[ -z "${HARNESS[1]:-}" ] || eval "exec ${HARNESS[1]}>&-"
+		wait "$HARNESS_PID" 2>/dev/null || true
+	fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+if [ "$HOSTS" = netns ]; then
+	[ "$(id -u)" = 0 ] || { echo "HOSTS=netns needs root (network namespaces)" >&2; exit 2; }
+	# Six hosts: etcd's members on 0-2, berth's on 3-5.
+	coproc HARNESS { exec "$PWD/target/release/examples/hosts" 6; }
+	for _ in 0 1 2 3 4 5; do
+		read -r word h addr <&"${HARNESS[0]}" || { echo "the harness made no hosts" >&2; exit 1; }
+		[ "$word" = host ] || { echo "the harness said: $word $h $addr" >&2; exit 1; }
+		ADDR[h]=$addr
+	done
+fi
+
+# Asks the harness to run "$@" (flags without spaces) on host $1; sets HOST_PID.
+on_host() {
+	local h=$1 reply
+	shift
+	echo "start $h $*" >&"${HARNESS[1]}"
+	read -r reply <&"${HARNESS[0]}"
+	case $reply in
+	"pid $h "*) HOST_PID=${reply##* } ;;
+	*) echo "the harness could not start host $h: $reply" >&2; return 1 ;;
+	esac
+}
 
 # Ports: client 22k0i, peer 22k5i (k = 1 for etcd, 2 for berth; i = 0..2). They lie below
 # Linux's ephemeral range (32768-60999 by default): a fixed port inside it can be taken by an
 # outgoing connection's local end (etcdctl's health checks, the members' own peer dials), and
 # the member then fails to start with "address in use".
-client_url() { echo "http://127.0.0.1:22${1}0${2}"; }
-peer_url() { echo "http://127.0.0.1:22${1}5${2}"; }
+# With HOSTS=netns, member i of kind k is host 3(k-1)+i, on etcd's usual ports.
+client_url() {
+	if [ "$HOSTS" = netns ]; then echo "http://${ADDR[3 * ($1 - 1) + $2]}:2379"; else echo "http://127.0.0.1:22${1}0${2}"; fi
+}
+peer_url() {
+	if [ "$HOSTS" = netns ]; then echo "http://${ADDR[3 * ($1 - 1) + $2]}:2380"; else echo "http://127.0.0.1:22${1}5${2}"; fi
+}
 
 start_member() { # kind k i
 	local kind=$1 k=$2 i=$3 initial="" j
@@ -44,15 +92,23 @@ start_member() { # kind k i
 		--listen-peer-urls "$(peer_url "$k" "$i")" --initial-advertise-peer-urls "$(peer_url "$k" "$i")"
 		--initial-cluster "$initial" --initial-cluster-token "bench-$kind" --initial-cluster-state new
 		--heartbeat-interval 100 --election-timeout 1000)
+	local argv
 	if [ "$kind" = etcd ]; then
-		/usr/bin/etcd "${flags[@]}" --log-level error --logger zap >>"$WORK/$kind-n$i.log" 2>&1 &
+		argv=(/usr/bin/etcd "${flags[@]}" --log-level error --logger zap)
 	elif [ -n "$BERTH" ]; then
-		"$BERTH" --log-level warn store "${flags[@]}" >>"$WORK/$kind-n$i.log" 2>&1 &
+		argv=("$BERTH" --log-level warn store "${flags[@]}")
 	else
-		"$GEN" serve "n$i" "$WORK/$kind/n$i" "$(client_url "$k" "$i")" "$(peer_url "$k" "$i")" \
-			"$initial" "bench-$kind" >>"$WORK/$kind-n$i.log" 2>&1 &
+		argv=("$GEN" serve "n$i" "$WORK/$kind/n$i" "$(client_url "$k" "$i")" "$(peer_url "$k" "$i")"
+			"$initial" "bench-$kind")
 	fi
-	PID[$kind$i]=$!
+	if [ "$HOSTS" = netns ]; then
+		# The harness keeps the member's output in its own directory.
+		on_host $((3 * (k - 1) + i)) "${argv[@]}"
+		PID[$kind$i]=$HOST_PID
+	else
+		"${argv[@]}" >>"$WORK/$kind-n$i.log" 2>&1 &
+		PID[$kind$i]=$!
+	fi
 }
 
 endpoints() { echo "$(client_url "$1" 0),$(client_url "$1" 1),$(client_url "$1" 2)"; }

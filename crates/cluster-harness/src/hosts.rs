@@ -300,6 +300,12 @@ impl Hosts {
         self.procs.get_mut(i)?.as_mut()?.try_wait().ok().flatten()
     }
 
+    /// The pid of host `i`'s process (`ip netns exec` execs, so it is the member's own), if
+    /// it has one that the harness has not killed.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        Some(self.procs.get(i)?.as_ref()?.id())
+    }
+
     /// Whether host `i` has a process that has not been killed by the harness.
     pub fn is_running(&self, i: usize) -> bool {
         self.procs.get(i).is_some_and(Option::is_some)

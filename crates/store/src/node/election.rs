@@ -46,7 +46,8 @@ impl LeaderContact {
         }
     }
 
-    /// The leader of `vote` was heard just now: openraft accepted its AppendEntries.
+    /// The leader of `vote` was heard just now: openraft accepted its AppendEntries or a
+    /// chunk of its snapshot.
     pub(crate) fn heard(&self, vote: &Vote<u64>) {
         let Some(leader) = vote.leader_id().voted_for() else {
             return;

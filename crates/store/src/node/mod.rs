@@ -231,7 +231,8 @@ impl Node {
         &self.raft
     }
 
-    /// The leader of `vote` was heard: raft accepted its AppendEntries just now.
+    /// The leader of `vote` was heard: raft accepted its AppendEntries or snapshot chunk
+    /// just now.
     pub(crate) fn leader_heard(&self, vote: &openraft::Vote<u64>) {
         self.leader_contact.heard(vote);
     }

@@ -69,8 +69,16 @@ impl Peer for PeerService {
         request: Request<proto::InstallSnapshotRequest>,
     ) -> Result<Response<proto::InstallSnapshotReply>, Status> {
         let rpc = wire::snapshot_request_back(request.into_inner()).map_err(bad_request)?;
+        let vote = rpc.vote;
         match self.node.raft().install_snapshot(rpc).await {
-            Ok(resp) => Ok(Response::new(wire::snapshot_reply(&resp))),
+            Ok(resp) => {
+                // A leader streaming a snapshot sends no AppendEntries meanwhile: its accepted
+                // chunks are what keeps this member from standing for election.
+                if vote >= resp.vote {
+                    self.node.leader_heard(&vote);
+                }
+                Ok(Response::new(wire::snapshot_reply(&resp)))
+            }
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
                 Err(Status::failed_precondition(m.to_string()))
             }

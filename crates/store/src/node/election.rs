@@ -92,7 +92,10 @@ pub(crate) async fn stand_when_the_leader_is_silent<M: Member>(
             match contact.last() {
                 Some(heard) if stood_for != Some(heard) && Instant::now() >= heard.stand_at => {
                     stood_for = Some(heard);
-                    if member.still_follows(heard.leader, heard.term) {
+                    // Looked at again last: the leader may have been heard meanwhile.
+                    if member.still_follows(heard.leader, heard.term)
+                        && contact.last() == Some(heard)
+                    {
                         tracing::info!(
                             leader = heard.leader,
                             term = heard.term,

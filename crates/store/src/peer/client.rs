@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, SnapshotMismatch,
     Unreachable,
@@ -14,6 +13,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::{BasicNode, LeaderId, LogId};
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto::peer_client::PeerClient;
@@ -23,6 +23,7 @@ use crate::error::EtcdError;
 use crate::node::{MemberChange, MemberChanged};
 use crate::raft::TypeConfig;
 use crate::raft::codec;
+use crate::raft::types::Entry;
 
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -33,7 +34,13 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The last log id each member reported when it answered this member's vote request, with
+    /// the leader id that request was for (see [`held_through`]).
+    reported_logs: Arc<Mutex<ReportedLogs>>,
 }
+
+/// Member id → (the leader id a vote request was for, the last log id the member answered).
+type ReportedLogs = HashMap<u64, (LeaderId<u64>, LogId<u64>)>;
 
 impl Peers {
     /// The client for the member at `url`; an invalid URL is refused.
@@ -57,6 +64,20 @@ impl Peers {
         Ok(PeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    fn reported_logs(&self) -> std::sync::MutexGuard<'_, ReportedLogs> {
+        self.reported_logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last log id `member` reported to this member's candidacy as `leader`, if any.
+    fn reported_log(&self, member: u64, leader: &LeaderId<u64>) -> Option<LogId<u64>> {
+        match self.reported_logs().get(&member) {
+            Some((asked_as, last)) if asked_as == leader => Some(*last),
+            _ => None,
+        }
     }
 
     /// Hands `commands` to the leader at `url` as one batch and returns its answer to each, in
@@ -213,6 +234,31 @@ pub struct PeerConnection {
     target: u64,
     url: String,
     client: Result<PeerClient<Channel>, String>,
+    peers: Peers,
+}
+
+/// Where in `entries` a follower that reported `reported` as its last log id holds them
+/// through, if it holds any: the position of the entry at `reported`'s index, or of the last
+/// entry if the follower's log goes further. A new openraft 0.9 leader knows nothing of its
+/// followers' logs and probes each from the middle of its own, walking to its end a few
+/// hundred entries per request, every one of them already on a follower that voted for it
+/// (ADR 0705). Sending from after the held ones is only a guess: the follower checks it as it
+/// checks any previous log id, and a wrong guess costs one refused request.
+fn held_through(entries: &[Entry], reported: &LogId<u64>) -> Option<usize> {
+    let first = entries.first()?.log_id.index;
+    let last = entries.last()?.log_id.index;
+    if reported.index < first {
+        return None;
+    }
+    let through = reported.index.min(last);
+    let k = usize::try_from(through - first).ok()?;
+    let entry = entries.get(k)?;
+    // The follower's own last entry: unless it is this very entry, the follower holds another
+    // one at this index, and would refuse.
+    if reported.index <= last && entry.log_id != *reported {
+        return None;
+    }
+    Some(k)
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -223,6 +269,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             url: node.addr.clone(),
             client: self.peers.client(&node.addr),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -261,6 +308,24 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        let held = self
+            .peers
+            .reported_log(self.target, rpc.vote.leader_id())
+            .and_then(|reported| held_through(&rpc.entries, &reported));
+        if held.is_some() {
+            let msg = wire::append_request_from(&rpc, held);
+            let reply = self
+                .client()?
+                .append_entries(request(msg, option.hard_ttl()))
+                .await
+                .map_err(|s| status_error(&self.url, &s))?;
+            let resp = wire::append_reply_back(reply.get_ref()).map_err(network)?;
+            if !matches!(resp, AppendEntriesResponse::Conflict) {
+                return Ok(resp);
+            }
+            // The guess was wrong: from now on this follower is sent whole requests.
+            self.peers.reported_logs().remove(&self.target);
+        }
         let msg = wire::append_request(&rpc);
         let reply = self
             .client()?
@@ -315,6 +380,75 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .vote(request(msg, option.hard_ttl()))
             .await
             .map_err(|s| status_error(&self.url, &s))?;
-        wire::vote_reply_back(reply.get_ref()).map_err(network)
+        let resp = wire::vote_reply_back(reply.get_ref()).map_err(network)?;
+        let mut reported = self.peers.reported_logs();
+        match resp.last_log_id {
+            Some(last) => reported.insert(self.target, (*rpc.vote.leader_id(), last)),
+            None => reported.remove(&self.target),
+        };
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn log_id(term: u64, leader: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, leader), index)
+    }
+
+    /// Entries 10..=14, the first two written by leader 1 in term 2, the rest by leader 3 in
+    /// term 4.
+    fn entries() -> Vec<Entry> {
+        (10..15)
+            .map(|i| Entry {
+                log_id: if i < 12 {
+                    log_id(2, 1, i)
+                } else {
+                    log_id(4, 3, i)
+                },
+                payload: EntryPayload::Blank,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_is_sent_only_the_entries_after_those_it_reported_holding() {
+        let entries = entries();
+        // Its last entry is the one at 12, ours: it holds 10..=12.
+        assert_eq!(held_through(&entries, &log_id(4, 3, 12)), Some(2));
+        // Its log goes past the request: it holds all of it if it holds the last (it checks).
+        assert_eq!(held_through(&entries, &log_id(4, 3, 40)), Some(4));
+        assert_eq!(held_through(&entries, &log_id(9, 9, 14)), None);
+        // Its last entry at 12 is another leader's: it holds something else there.
+        assert_eq!(held_through(&entries, &log_id(3, 2, 12)), None);
+        // Its log ends before the request: every entry is new to it.
+        assert_eq!(held_through(&entries, &log_id(2, 1, 9)), None);
+        assert_eq!(held_through(&[], &log_id(4, 3, 12)), None);
+    }
+
+    #[test]
+    fn a_shortened_request_starts_after_the_held_entry_and_keeps_the_rest() {
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: openraft::Vote::new_committed(4, 3),
+            prev_log_id: Some(log_id(2, 1, 9)),
+            entries: entries(),
+            leader_commit: Some(log_id(2, 1, 11)),
+        };
+        let short = wire::append_request_from(&rpc, Some(2));
+        let back = wire::append_request_back(&short).expect("decodes");
+        assert_eq!(back.prev_log_id, Some(log_id(4, 3, 12)));
+        assert_eq!(
+            back.entries.iter().map(|e| e.log_id).collect::<Vec<_>>(),
+            vec![log_id(4, 3, 13), log_id(4, 3, 14)]
+        );
+        assert_eq!(back.vote, rpc.vote);
+        assert_eq!(back.leader_commit, rpc.leader_commit);
+        let whole = wire::append_request_back(&wire::append_request(&rpc)).expect("decodes");
+        assert_eq!(whole.prev_log_id, rpc.prev_log_id);
+        assert_eq!(whole.entries.len(), 5);
     }
 }

@@ -88,10 +88,25 @@ pub fn propose_outcome_back(
 }
 
 pub fn append_request(rpc: &AppendEntriesRequest<TypeConfig>) -> proto::AppendEntriesRequest {
+    append_request_from(rpc, None)
+}
+
+/// `rpc` as sent to a follower known to hold its entries through `rpc.entries[through]`: the
+/// request those entries' last is the previous log id of, with only the entries after it.
+/// The follower's answer means the same as its answer to `rpc` would: by raft's log
+/// matching, holding that entry means holding every one before it.
+pub fn append_request_from(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+    through: Option<usize>,
+) -> proto::AppendEntriesRequest {
+    let (prev, entries) = match through {
+        Some(k) => (Some(&rpc.entries[k].log_id), &rpc.entries[k + 1..]),
+        None => (rpc.prev_log_id.as_ref(), &rpc.entries[..]),
+    };
     proto::AppendEntriesRequest {
         vote: codec::encode_vote(&rpc.vote),
-        prev_log_id: codec::encode_log_id(rpc.prev_log_id.as_ref()),
-        entries: rpc.entries.iter().map(codec::encode_entry).collect(),
+        prev_log_id: codec::encode_log_id(prev),
+        entries: entries.iter().map(codec::encode_entry).collect(),
         leader_commit: codec::encode_log_id(rpc.leader_commit.as_ref()),
     }
 }

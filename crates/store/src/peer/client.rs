@@ -300,6 +300,19 @@ impl PeerConnection {
     fn client<E: std::error::Error>(&self) -> Result<PeerClient<Channel>, RpcErr<E>> {
         self.client.clone().map_err(unreachable)
     }
+
+    async fn send_append(
+        &self,
+        msg: proto::AppendEntriesRequest,
+        option: &RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        let reply = self
+            .client()?
+            .append_entries(request(msg, option.hard_ttl()))
+            .await
+            .map_err(|s| status_error(&self.url, &s))?;
+        wire::append_reply_back(reply.get_ref()).map_err(network)
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -313,26 +326,16 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .reported_log(self.target, rpc.vote.leader_id())
             .and_then(|reported| held_through(&rpc.entries, &reported));
         if held.is_some() {
-            let msg = wire::append_request_from(&rpc, held);
-            let reply = self
-                .client()?
-                .append_entries(request(msg, option.hard_ttl()))
-                .await
-                .map_err(|s| status_error(&self.url, &s))?;
-            let resp = wire::append_reply_back(reply.get_ref()).map_err(network)?;
+            let resp = self
+                .send_append(wire::append_request_from(&rpc, held), &option)
+                .await?;
             if !matches!(resp, AppendEntriesResponse::Conflict) {
                 return Ok(resp);
             }
             // The guess was wrong: from now on this follower is sent whole requests.
             self.peers.reported_logs().remove(&self.target);
         }
-        let msg = wire::append_request(&rpc);
-        let reply = self
-            .client()?
-            .append_entries(request(msg, option.hard_ttl()))
-            .await
-            .map_err(|s| status_error(&self.url, &s))?;
-        wire::append_reply_back(reply.get_ref()).map_err(network)
+        self.send_append(wire::append_request(&rpc), &option).await
     }
 
     async fn install_snapshot(

@@ -14,7 +14,7 @@
 # (crates/cluster-harness, through its `hosts` example): a network namespace on a private
 # bridge, as in the harness's fault scenarios; members listen on their host's address
 # (ports 2379/2380) and the load generator reaches them over the bridge. The default,
-# HOSTS=loopback, runs them all on 127.0.0.1. Both need root for nothing else; netns does.
+# HOSTS=loopback, runs them all on 127.0.0.1 and needs no root; netns needs root.
 # Needs: /usr/bin/etcd, /usr/bin/etcdctl, python3 (netns: root, iproute2, iptables). NO_BUILD=1
 # skips the release build.
 set -euo pipefail

@@ -72,8 +72,8 @@ impl Peer for PeerService {
         let vote = rpc.vote;
         match self.node.raft().install_snapshot(rpc).await {
             Ok(resp) => {
-                // A leader streaming a snapshot sends no AppendEntries meanwhile: its accepted
-                // chunks are what keeps this member from standing for election.
+                // A leader streaming a snapshot may send no AppendEntries meanwhile: its
+                // accepted chunks keep this member from standing for election.
                 if vote >= resp.vote {
                     self.node.leader_heard(&vote);
                 }

@@ -60,16 +60,19 @@ if [ "$HOSTS" = netns ]; then
 	done
 fi
 
-# Asks the harness to run "$@" (flags without spaces) on host $1; sets HOST_PID.
+# Asks the harness to run "$@" (flags without spaces) on host $1; sets HOST_PID, and adds the
+# file that gets the member's output to HOST_LOGS.
+HOST_LOGS=()
 on_host() {
-	local h=$1 reply
+	local h=$1 word index log
 	shift
 	echo "start $h $*" >&"${HARNESS[1]}"
-	read -r reply <&"${HARNESS[0]}"
-	case $reply in
-	"pid $h "*) HOST_PID=${reply##* } ;;
-	*) echo "the harness could not start host $h: $reply" >&2; return 1 ;;
-	esac
+	read -r word index HOST_PID log <&"${HARNESS[0]}"
+	if [ "$word $index" != "pid $h" ]; then
+		echo "the harness could not start host $h: $word $index $HOST_PID $log" >&2
+		return 1
+	fi
+	[[ " ${HOST_LOGS[*]} " == *" $log "* ]] || HOST_LOGS+=("$log")
 }
 
 # Ports: client 22k0i, peer 22k5i (k = 1 for etcd, 2 for berth; i = 0..2). They lie below
@@ -121,7 +124,7 @@ wait_healthy() { # k
 			sleep 0.1
 		done
 		echo "member at $e never became healthy; the members' logs:" >&2
-		tail -n 5 "$WORK"/*.log >&2 || true
+		tail -n 5 "$WORK"/*.log "${HOST_LOGS[@]}" >&2 || true
 		return 1
 	done
 }

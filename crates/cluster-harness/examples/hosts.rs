@@ -6,9 +6,10 @@
 //! one command per line on stdin and answers each with one line on stdout:
 //!
 //! - `start I ARG...`: runs `ARG...` (split on whitespace) inside host I, first reaping a
-//!   process there that was killed from outside; answers `pid I PID`.
+//!   process there that was killed from outside; answers `pid I PID LOG`, LOG being the file
+//!   that gets the process's output (it goes with the hosts at the end).
 //! - `kill9 I`: SIGKILL to host I's process; answers `ok`.
-//! - `restart I`: host I's last command again, on the same data; answers `pid I PID`.
+//! - `restart I`: host I's last command again, on the same data; answers as `start`.
 //!
 //! A command that fails answers `error: …` and changes nothing else. At the end of input
 //! every process is killed and the hosts are removed.
@@ -34,7 +35,7 @@ fn index(word: Option<&str>, hosts: &Hosts) -> Result<usize, String> {
 fn pid_line(hosts: &Hosts, i: usize) -> String {
     hosts.pid(i).map_or_else(
         || format!("error: host {i} has no process"),
-        |pid| format!("pid {i} {pid}"),
+        |pid| format!("pid {i} {pid} {}", hosts.log_path(i).display()),
     )
 }
 

@@ -1,7 +1,10 @@
 //! Load generator for `bench/store/run.sh`: the same workload against any etcd v3 endpoint.
-//! Prints one line per scenario: `name ops_per_sec p50_ms p99_ms` (RSS lines: `rss_kib N`).
+//! Prints one line per scenario: `name ops_per_sec p50_ms p99_ms`, then the server's and the
+//! generator's own CPU µs per operation (RSS lines: `rss_kib N`).
 //!
-//! Usage: store_bench ENDPOINT SERVER_PID
+//! Usage: store_bench ENDPOINT SERVER_PID [SCENARIO...]
+//!            (puts, gets and the fill through the generator's own lean gRPC client, or
+//!            etcd-client's with STORE_BENCH_CLIENT=etcd-client; watches through etcd-client)
 //!        store_bench cluster ENDPOINT,ENDPOINT,...   (bench/cluster: puts and linearizable
 //!                                                     gets, 64 clients spread over members)
 //!        store_bench failover ENDPOINT,... LEADER_PID (kill -9 of the leader, then the time
@@ -23,8 +26,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, GetOptions, WatchOptions};
 use tokio::sync::Mutex;
 
-/// The same allocator as the `berth` binary: the generator shares the CPUs with the server it
-/// measures, so what it spends on allocation is taken from the server.
+/// The same allocator as the `berth` binary: where the generator shares the CPUs with the
+/// server it measures (`PIN=0`), what it spends on allocation is taken from the server.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -50,7 +53,12 @@ static SERVER_PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// User + system CPU time the measured server has used so far, if there is one.
 fn server_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", SERVER_PID.get()?)).ok()?;
+    cpu_of(SERVER_PID.get()?)
+}
+
+/// User + system CPU time process `pid` (or `self`) has used so far.
+fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
@@ -58,13 +66,30 @@ fn server_cpu() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Prints `name ops_per_sec p50_ms p99_ms`, and with a measured server its CPU µs per op.
+/// CPU time before a scenario: the measured server's and the generator's own.
+#[derive(Default)]
+struct CpuBefore {
+    server: Option<Duration>,
+    generator: Option<Duration>,
+}
+
+impl CpuBefore {
+    fn now() -> Self {
+        Self {
+            server: server_cpu(),
+            generator: cpu_of("self"),
+        }
+    }
+}
+
+/// Prints `name ops_per_sec p50_ms p99_ms`, and with a measured server its CPU µs per op and
+/// then the generator's own.
 fn report(
     name: &str,
     ops: usize,
     elapsed: Duration,
     mut lat: Vec<Duration>,
-    cpu_before: Option<Duration>,
+    before: Option<CpuBefore>,
 ) {
     lat.sort_unstable();
     let mut line = format!(
@@ -73,32 +98,168 @@ fn report(
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
-    if let (Some(before), Some(after)) = (cpu_before, server_cpu()) {
-        let per_op = after.saturating_sub(before).as_secs_f64() * 1e6 / ops.max(1) as f64;
-        line.push_str(&format!(" {per_op:.1}"));
+    let per_op = |before: Duration, after: Duration| {
+        after.saturating_sub(before).as_secs_f64() * 1e6 / ops.max(1) as f64
+    };
+    let before = before.unwrap_or_default();
+    if let (Some(server_before), Some(server_after)) = (before.server, server_cpu()) {
+        line.push_str(&format!(" {:.1}", per_op(server_before, server_after)));
+        if let (Some(own_before), Some(own_after)) = (before.generator, cpu_of("self")) {
+            line.push_str(&format!(" {:.1}", per_op(own_before, own_after)));
+        }
     }
     println!("{line}");
 }
 
-async fn clients(endpoint: &str, n: usize) -> Vec<Client> {
+async fn clients<K: Kv>(endpoint: &str, n: usize) -> Vec<K> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(Client::connect([endpoint], None).await.expect("connect"));
+        out.push(K::connect(endpoint).await);
     }
     out
+}
+
+/// What the throughput scenarios ask of one client connection. Two kinds answer it:
+/// [`lean::Conn`] (the default) and etcd-client's `Client` (`STORE_BENCH_CLIENT=etcd-client`).
+trait Kv: Sized + Send + 'static {
+    fn connect(endpoint: &str) -> impl Future<Output = Self> + Send;
+    fn put(&mut self, key: String, value: &[u8]) -> impl Future<Output = ()> + Send;
+    fn get(&mut self, key: String, serializable: bool) -> impl Future<Output = ()> + Send;
+}
+
+impl Kv for Client {
+    async fn connect(endpoint: &str) -> Self {
+        Client::connect([endpoint], None).await.expect("connect")
+    }
+
+    async fn put(&mut self, key: String, value: &[u8]) {
+        Client::put(self, key, value, None).await.expect("put");
+    }
+
+    async fn get(&mut self, key: String, serializable: bool) {
+        let options = serializable.then(|| GetOptions::new().with_serializable());
+        Client::get(self, key, options).await.expect("get");
+    }
+}
+
+/// A unary gRPC client on `h2` alone, for the throughput scenarios. The generator shares the
+/// machine with the server it measures, and etcd-client's stack (tonic's buffered channel, a
+/// task hop per call, hyper's dispatch) cost about as much CPU per put as berth's whole server
+/// (bench/store/RESULTS.md, run 16): CPU taken from the server under test, and a ceiling on
+/// what the bench can show. The wire is the same: one HTTP/2 stream per call, a
+/// length-prefixed protobuf message each way, `grpc-status` in the trailers.
+mod lean {
+    use bytes::{BufMut, Bytes, BytesMut};
+    use etcd_client::proto::{PbPutRequest, PbPutResponse, PbRangeRequest, PbRangeResponse};
+    use h2::client::SendRequest;
+    use prost::Message;
+
+    pub struct Conn {
+        send: SendRequest<Bytes>,
+        authority: String,
+    }
+
+    impl Conn {
+        async fn unary<Req: Message, Resp: Message + Default>(
+            &mut self,
+            path: &str,
+            request: &Req,
+        ) -> Result<Resp, String> {
+            let len = request.encoded_len();
+            let mut body = BytesMut::with_capacity(5 + len);
+            body.put_u8(0);
+            body.put_u32(u32::try_from(len).map_err(|_| "request too large")?);
+            request.encode(&mut body).map_err(|e| e.to_string())?;
+            let head = http::Request::post(format!("http://{}{path}", self.authority))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .map_err(|e| e.to_string())?;
+            let mut send = self.send.clone().ready().await.map_err(|e| e.to_string())?;
+            let (response, mut stream) =
+                send.send_request(head, false).map_err(|e| e.to_string())?;
+            stream
+                .send_data(body.freeze(), true)
+                .map_err(|e| e.to_string())?;
+            let (parts, mut recv) = response.await.map_err(|e| e.to_string())?.into_parts();
+            let mut data = BytesMut::new();
+            while let Some(chunk) = recv.data().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                let _ = recv.flow_control().release_capacity(chunk.len());
+                data.extend_from_slice(&chunk);
+            }
+            let trailers = recv.trailers().await.map_err(|e| e.to_string())?;
+            // A failed call may answer with headers only ("trailers-only").
+            let status = trailers
+                .as_ref()
+                .and_then(|t| t.get("grpc-status"))
+                .or_else(|| parts.headers.get("grpc-status"));
+            if status.map(|s| s.as_bytes()) != Some(b"0") {
+                let message = trailers
+                    .as_ref()
+                    .and_then(|t| t.get("grpc-message"))
+                    .or_else(|| parts.headers.get("grpc-message"));
+                return Err(format!("{path}: grpc-status {status:?}, {message:?}"));
+            }
+            if data.len() < 5 {
+                return Err(format!("{path}: an answer of {} bytes", data.len()));
+            }
+            Resp::decode(&data[5..]).map_err(|e| e.to_string())
+        }
+    }
+
+    impl super::Kv for Conn {
+        async fn connect(endpoint: &str) -> Self {
+            let authority = endpoint.trim_start_matches("http://").to_owned();
+            let tcp = tokio::net::TcpStream::connect(&authority)
+                .await
+                .expect("connect");
+            tcp.set_nodelay(true).expect("TCP_NODELAY");
+            let (send, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Self { send, authority }
+        }
+
+        async fn put(&mut self, key: String, value: &[u8]) {
+            let request = PbPutRequest {
+                key: key.into_bytes(),
+                value: value.to_vec(),
+                ..Default::default()
+            };
+            let _: PbPutResponse = self
+                .unary("/etcdserverpb.KV/Put", &request)
+                .await
+                .expect("put");
+        }
+
+        async fn get(&mut self, key: String, serializable: bool) {
+            let request = PbRangeRequest {
+                key: key.into_bytes(),
+                serializable,
+                ..Default::default()
+            };
+            let _: PbRangeResponse = self
+                .unary("/etcdserverpb.KV/Range", &request)
+                .await
+                .expect("get");
+        }
+    }
 }
 
 /// Runs `total` operations split over `clients`, each produced by `op(client, i)`, which
 /// hands the client back: cloning an etcd-client `Client` per operation clones all eight of
 /// its service clients, CPU the generator takes from the servers it measures.
-async fn run<F, Fut>(name: &str, clients: Vec<Client>, total: usize, op: F)
+async fn run<C, F, Fut>(name: &str, clients: Vec<C>, total: usize, op: F)
 where
-    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Client> + Send,
+    C: Send + 'static,
+    F: Fn(C, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = C> + Send,
 {
     let n = clients.len();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
-    let cpu_before = server_cpu();
+    let cpu_before = CpuBefore::now();
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
@@ -123,7 +284,7 @@ where
     }
     let elapsed = start.elapsed();
     let lat = std::mem::take(&mut *latencies.lock().await);
-    report(name, total, elapsed, lat, cpu_before);
+    report(name, total, elapsed, lat, Some(cpu_before));
 }
 
 fn rss_kib(pid: &str) -> u64 {
@@ -397,12 +558,22 @@ async fn main() {
     } else {
         wanted
     };
+    let client = std::env::var("STORE_BENCH_CLIENT").unwrap_or_else(|_| "lean".to_owned());
+    if !["lean", "etcd-client"].contains(&client.as_str()) {
+        eprintln!(
+            "store_bench: STORE_BENCH_CLIENT is lean (the default) or etcd-client, not {client:?}"
+        );
+        std::process::exit(2);
+    }
     for name in wanted {
         if !SCENARIOS.contains(&name) {
             eprintln!("store_bench: unknown scenario {name:?}; known: {SCENARIOS:?}");
             std::process::exit(2);
         }
-        scenario(name, endpoint, pid).await;
+        match client.as_str() {
+            "lean" => scenario::<lean::Conn>(name, endpoint, pid).await,
+            _ => scenario::<Client>(name, endpoint, pid).await,
+        }
     }
 }
 
@@ -417,25 +588,29 @@ const SCENARIOS: [&str; 6] = [
     "rss",
 ];
 
-async fn scenario(name: &str, endpoint: &str, pid: &str) {
+async fn scenario<K: Kv>(name: &str, endpoint: &str, pid: &str) {
     let value = Arc::new(vec![b'v'; VALUE_BYTES]);
     // Keys are `PREFIX` and the operation's number, zero-padded to `width`.
     let put = move |prefix: &'static str, width: usize| {
-        move |mut c: Client, i: usize| {
+        move |mut c: K, i: usize| {
             let v = Arc::clone(&value);
             async move {
-                c.put(format!("{prefix}{i:0width$}"), v.as_slice(), None)
-                    .await
-                    .expect("put");
+                c.put(format!("{prefix}{i:0width$}"), &v).await;
                 c
             }
+        }
+    };
+    let get = |serializable: bool| {
+        move |mut c: K, i: usize| async move {
+            c.get(format!("many/{i}"), serializable).await;
+            c
         }
     };
     match name {
         "put_1_client" => {
             run(
                 name,
-                clients(endpoint, 1).await,
+                clients::<K>(endpoint, 1).await,
                 PUTS_ONE_CLIENT,
                 put("one/", 0),
             )
@@ -444,7 +619,7 @@ async fn scenario(name: &str, endpoint: &str, pid: &str) {
         "put_64_clients" => {
             run(
                 name,
-                clients(endpoint, CLIENTS).await,
+                clients::<K>(endpoint, CLIENTS).await,
                 OPS_MANY_CLIENTS,
                 put("many/", 0),
             )
@@ -453,29 +628,18 @@ async fn scenario(name: &str, endpoint: &str, pid: &str) {
         "get_linearizable_64_clients" => {
             run(
                 name,
-                clients(endpoint, CLIENTS).await,
+                clients::<K>(endpoint, CLIENTS).await,
                 OPS_MANY_CLIENTS,
-                |mut c, i| async move {
-                    c.get(format!("many/{i}"), None).await.expect("get");
-                    c
-                },
+                get(false),
             )
             .await;
         }
         "get_serializable_64_clients" => {
             run(
                 name,
-                clients(endpoint, CLIENTS).await,
+                clients::<K>(endpoint, CLIENTS).await,
                 OPS_MANY_CLIENTS,
-                |mut c, i| async move {
-                    c.get(
-                        format!("many/{i}"),
-                        Some(GetOptions::new().with_serializable()),
-                    )
-                    .await
-                    .expect("get");
-                    c
-                },
+                get(true),
             )
             .await;
         }
@@ -483,7 +647,7 @@ async fn scenario(name: &str, endpoint: &str, pid: &str) {
         "rss" => {
             run(
                 "fill_100k_keys",
-                clients(endpoint, CLIENTS).await,
+                clients::<K>(endpoint, CLIENTS).await,
                 RSS_KEYS,
                 put("rss/", 6),
             )

@@ -154,6 +154,8 @@ pub enum StoreError {
     Serve(#[source] tonic::transport::Error),
     #[error("the store's writer stopped after an earlier failure")]
     WriterStopped,
+    #[error("cannot start the store's commit thread")]
+    CommitterThread(#[source] std::io::Error),
     #[error("the client stopped reading the stream")]
     ClientGone,
     #[error("raft failed during {during}: {reason}")]

@@ -1,7 +1,7 @@
 //! A backend that keeps nothing: for tests of the node shell that need no disk.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use super::{Backend, Loaded};
@@ -15,12 +15,30 @@ use crate::error::StoreError;
 pub struct MemoryBackend {
     commits: Arc<AtomicU64>,
     delay: Duration,
+    gate: Option<Mutex<mpsc::Receiver<()>>>,
+    failing: bool,
 }
 
 impl MemoryBackend {
     /// A backend whose commits take `delay`, counting them into `commits`.
     pub fn new(commits: Arc<AtomicU64>, delay: Duration) -> Self {
-        Self { commits, delay }
+        Self {
+            commits,
+            delay,
+            ..Self::default()
+        }
+    }
+
+    /// Each commit first waits for a message on `gate`, or for its sender to be dropped.
+    pub fn with_gate(mut self, gate: mpsc::Receiver<()>) -> Self {
+        self.gate = Some(Mutex::new(gate));
+        self
+    }
+
+    /// Every commit fails, as a full or broken disk would make it.
+    pub fn failing(mut self) -> Self {
+        self.failing = true;
+        self
     }
 }
 
@@ -35,7 +53,16 @@ impl Backend for MemoryBackend {
     }
 
     fn commit(&mut self, _sets: &[WriteSet]) -> Result<(), StoreError> {
+        if let Some(gate) = &self.gate {
+            let _ = gate.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        }
         std::thread::sleep(self.delay);
+        if self.failing {
+            return Err(StoreError::Engine {
+                during: "commit",
+                source: Box::new(redb::Error::Io(std::io::Error::other("the disk is broken"))),
+            });
+        }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

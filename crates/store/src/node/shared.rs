@@ -2,7 +2,9 @@
 //! and lease clock, and what has been published of them. [`super::Node`] is the raft side.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak, mpsc,
+};
 use std::time::Instant;
 
 use etcd_client::proto::{PbEvent, PbKeyValue, PbResponseHeader};
@@ -25,6 +27,11 @@ pub struct Shared {
     /// Write sets applied (and published) but not yet committed to the backend.
     unflushed: Mutex<Unflushed>,
     backend_batch: BackendBatch,
+    /// Wakes the committer thread when a commit is due ([`Shared::flush_if_due`]).
+    committer: mpsc::SyncSender<()>,
+    /// Why a commit on the committer thread failed. Once set, the store takes no more writes,
+    /// and no flush reports the state committed: the failed sets are in the log only.
+    commit_failed: OnceLock<String>,
     /// The newest revision applied (hence in the durable log); reads never see past it.
     pub(super) durable: AtomicI64,
     pub(super) hub: WatchHub,
@@ -48,9 +55,19 @@ struct Unflushed {
     bytes: usize,
     /// When the oldest of `sets` was staged.
     since: Option<Instant>,
+    /// Sets the committer thread took and has not yet reported committed.
+    committing: usize,
 }
 
 impl Unflushed {
+    /// Takes the queued sets, oldest first, leaving the count of sets being committed alone.
+    fn take(&mut self) -> Vec<WriteSet> {
+        self.changes = 0;
+        self.bytes = 0;
+        self.since = None;
+        std::mem::take(&mut self.sets)
+    }
+
     fn due(&self, batch: &BackendBatch, now: Instant) -> bool {
         self.changes >= batch.limit
             || self.bytes >= BACKEND_BATCH_BYTES
@@ -97,12 +114,15 @@ impl Shared {
             raft_term: 1,
         };
         let size = backend.size_bytes();
+        let (committer, wake) = mpsc::sync_channel(1);
         let shared = Arc::new(Self {
             applied: AtomicU64::new(loaded.state.applied_index()),
             state: RwLock::new(loaded.state),
             backend: Mutex::new(backend),
             unflushed: Mutex::new(Unflushed::default()),
             backend_batch,
+            committer,
+            commit_failed: OnceLock::new(),
             durable: AtomicI64::new(revision),
             hub: WatchHub::new(header, revision),
             lease_clock: Mutex::new(clock),
@@ -111,6 +131,11 @@ impl Shared {
             quota,
         });
         shared.check_quota(size);
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("store-commit".to_owned())
+            .spawn(move || run_committer(&weak, &wake))
+            .map_err(StoreError::CommitterThread)?;
         let identity = Identity {
             member_id: loaded.member_id,
             cluster_id: loaded.cluster_id,
@@ -155,33 +180,66 @@ impl Shared {
     /// Whether every applied batch is committed to the backend (then the index may drop the
     /// values it holds: they can be read back from the backend).
     pub(crate) fn all_flushed(&self) -> bool {
-        self.unflushed().sets.is_empty()
+        let unflushed = self.unflushed();
+        unflushed.sets.is_empty() && unflushed.committing == 0
     }
 
-    /// Commits the queued write sets to the backend if enough are waiting, or long enough.
+    /// Called after each apply: wakes the committer thread if enough write sets are waiting,
+    /// or long enough. The commit (a redb transaction and its fsync, about a millisecond) runs
+    /// there, not here on raft's apply path, where it held every write behind it
+    /// (bench/store/RESULTS.md, runs 16-20).
     pub(crate) fn flush_if_due(&self) -> Result<(), StoreError> {
-        let mut unflushed = self.unflushed();
-        if unflushed.due(&self.backend_batch, Instant::now()) {
-            self.flush_locked(&mut unflushed)?;
+        if self.commit_failed.get().is_some() {
+            return Err(StoreError::WriterStopped);
+        }
+        if self.unflushed().due(&self.backend_batch, Instant::now()) {
+            // Full: a wake-up is pending already, and that commit takes every set queued.
+            let _ = self.committer.try_send(());
         }
         Ok(())
     }
 
-    /// Commits every queued write set to the backend, in one commit. Before a snapshot is
-    /// described (the log is purged behind it) and at a clean stop.
+    /// Commits every queued write set to the backend, in one commit, after the committer's
+    /// commit under way if there is one. Before a snapshot is described (the log is purged
+    /// behind it) and at a clean stop.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        self.flush_locked(&mut self.unflushed())
-    }
-
-    fn flush_locked(&self, unflushed: &mut Unflushed) -> Result<(), StoreError> {
+        let mut unflushed = self.unflushed();
+        let mut backend = self.backend();
+        if self.commit_failed.get().is_some() {
+            return Err(StoreError::WriterStopped);
+        }
         if unflushed.sets.is_empty() {
             return Ok(());
         }
-        let mut backend = self.backend();
         backend.commit(&unflushed.sets)?;
-        *unflushed = Unflushed::default();
+        unflushed.take();
         self.check_quota(backend.size_bytes());
         Ok(())
+    }
+
+    /// The committer thread's commit: every queued set, in one transaction. The backend's
+    /// lock is taken before the queue's is let go, so sets reach the backend in the order they
+    /// were applied.
+    fn commit_queued(&self) {
+        let mut unflushed = self.unflushed();
+        if unflushed.sets.is_empty() || self.commit_failed.get().is_some() {
+            return;
+        }
+        let sets = unflushed.take();
+        unflushed.committing += sets.len();
+        let mut backend = self.backend();
+        drop(unflushed);
+        match backend.commit(&sets) {
+            Ok(()) => self.check_quota(backend.size_bytes()),
+            Err(err) => {
+                // Recorded before the backend is let go: a flush waiting for it must not
+                // report the state committed without these sets.
+                tracing::error!(%err, "store commit failed; the store stops accepting writes");
+                let _ = self.commit_failed.set(err.to_string());
+            }
+        }
+        drop(backend);
+        self.unflushed().committing -= sets.len();
     }
 
     /// Replaces the state with an installed snapshot, on disk and in memory.
@@ -195,7 +253,7 @@ impl Shared {
         {
             // What waited for the backend is older than the snapshot, which replaces it all.
             let mut unflushed = self.unflushed();
-            *unflushed = Unflushed::default();
+            unflushed.take();
             let mut backend = self.backend();
             backend.replace(&state, raft_applied)?;
             if let Some(source) = backend.value_source() {
@@ -298,5 +356,16 @@ impl History for StateView<'_> {
 
     fn before(&self, key: &[u8], revision: i64) -> Result<Option<PbKeyValue>, StoreError> {
         self.state.index().get_kv_at(key, revision - 1)
+    }
+}
+
+/// The committer thread: one commit each time [`Shared::flush_if_due`] wakes it. It ends with
+/// the state: dropping the last `Shared` drops the sender.
+fn run_committer(shared: &Weak<Shared>, wake: &mpsc::Receiver<()>) {
+    while wake.recv().is_ok() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.commit_queued();
     }
 }

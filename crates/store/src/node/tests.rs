@@ -129,31 +129,104 @@ async fn acknowledged_writes_are_replayed_from_the_log_after_a_crash() {
     node.shutdown().await;
 }
 
+/// A node on a [`MemoryBackend`] whose applied state is committed every 10 changes, and the
+/// directory of its log.
+async fn start_batching(backend: MemoryBackend) -> (Arc<Node>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = RedbBackend::open(dir.path()).unwrap();
+    let log = LogStore::open(&dir.path().join("log"), &db.database()).unwrap();
+    let mut config = never_batch_committed();
+    config.backend_batch.limit = 10;
+    let node = Node::start(config, Box::new(backend), log).await.unwrap();
+    (node, dir)
+}
+
+/// Waits (a bounded while) until `commits` reaches `n`; commits happen on their own thread.
+async fn commits_reach(commits: &std::sync::atomic::AtomicU64, n: u64) {
+    for _ in 0..500 {
+        if commits.load(Ordering::Relaxed) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{} backend commits after 5 s, expected {n}",
+        commits.load(Ordering::Relaxed)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applied_writes_reach_the_data_file_in_batches_of_the_backend_batch_limit() {
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let dir = tempfile::tempdir().unwrap();
-    let backend = RedbBackend::open(dir.path()).unwrap();
-    let log = LogStore::open(&dir.path().join("log"), &backend.database()).unwrap();
-    let mut config = never_batch_committed();
-    config.backend_batch.limit = 10;
-    let node = Node::start(
-        config,
-        Box::new(MemoryBackend::new(Arc::clone(&commits), Duration::ZERO)),
-        log,
-    )
-    .await
-    .unwrap();
+    let (node, _dir) =
+        start_batching(MemoryBackend::new(Arc::clone(&commits), Duration::ZERO)).await;
     // One write at a time: each its own log entry and its own apply.
-    for i in 0..50 {
+    for i in 0..9 {
         node.propose(put(i)).await.unwrap();
     }
     let seen = || commits.load(Ordering::Relaxed);
-    assert_eq!(seen(), 5, "one commit per 10 changes");
-    node.propose(put(50)).await.unwrap();
-    assert_eq!(seen(), 5, "one change waits for the next commit");
+    assert_eq!(seen(), 0, "nine changes wait for the tenth");
+    node.propose(put(9)).await.unwrap();
+    commits_reach(&commits, 1).await;
+    for i in 10..19 {
+        node.propose(put(i)).await.unwrap();
+    }
+    assert_eq!(seen(), 1, "the commit took the ten; nine more wait");
     node.shutdown().await;
-    assert_eq!(seen(), 6, "a clean stop commits what waits");
+    assert_eq!(seen(), 2, "a clean stop commits what waits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_acknowledged_while_a_backend_commit_is_under_way() {
+    let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let backend = MemoryBackend::new(Arc::clone(&commits), Duration::ZERO).with_gate(gate);
+    let (node, _dir) = start_batching(backend).await;
+    // The tenth change starts a commit that cannot finish while the gate is shut. Were the
+    // commit on the apply path, the tenth write would never be acknowledged.
+    let writes = async {
+        for i in 0..35 {
+            node.propose(put(i)).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), writes)
+        .await
+        .expect("writes wait for the backend's commit");
+    assert_eq!(
+        commits.load(Ordering::Relaxed),
+        0,
+        "the commit still waits at the gate"
+    );
+    drop(open_gate);
+    node.shutdown().await;
+    assert_eq!(
+        commits.load(Ordering::Relaxed),
+        2,
+        "the held commit took the first ten; the other 25 went in one more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backend_commit_stops_writes_and_no_flush_claims_the_state_committed() {
+    let backend = MemoryBackend::new(Arc::default(), Duration::ZERO).failing();
+    let (node, _dir) = start_batching(backend).await;
+    for i in 0..10 {
+        node.propose(put(i)).await.unwrap();
+    }
+    // The commit fails on its own thread; the next apply after that refuses to go on.
+    let mut refused = false;
+    for i in 10..1000 {
+        if node.propose(put(i)).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(refused, "writes go on after a failed commit");
+    assert!(
+        matches!(node.shared.flush(), Err(StoreError::WriterStopped)),
+        "a flush (before a snapshot purges the log) must not report the failed sets committed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,6 +204,8 @@ impl Shared {
     /// behind it) and at a clean stop.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let mut unflushed = self.unflushed();
+        // Taken even with nothing queued: it waits out a commit under way on the committer
+        // thread, whose sets the caller (a snapshot about to purge the log) counts on.
         let mut backend = self.backend();
         if self.commit_failed.get().is_some() {
             return Err(StoreError::WriterStopped);

@@ -15,8 +15,16 @@ use crate::error::StoreError;
 pub struct MemoryBackend {
     commits: Arc<AtomicU64>,
     delay: Duration,
-    gate: Option<Mutex<mpsc::Receiver<()>>>,
+    gate: Option<Mutex<Gate>>,
     failing: bool,
+}
+
+/// Where a test holds commits: each says it has begun on `entered`, then waits for a message
+/// on `open` (or for its sender to be dropped).
+#[derive(Debug)]
+struct Gate {
+    entered: mpsc::Sender<()>,
+    open: mpsc::Receiver<()>,
 }
 
 impl MemoryBackend {
@@ -29,9 +37,10 @@ impl MemoryBackend {
         }
     }
 
-    /// Each commit first waits for a message on `gate`, or for its sender to be dropped.
-    pub fn with_gate(mut self, gate: mpsc::Receiver<()>) -> Self {
-        self.gate = Some(Mutex::new(gate));
+    /// Each commit first sends on `entered`, then waits for a message on `open` or for its
+    /// sender to be dropped.
+    pub fn with_gate(mut self, entered: mpsc::Sender<()>, open: mpsc::Receiver<()>) -> Self {
+        self.gate = Some(Mutex::new(Gate { entered, open }));
         self
     }
 
@@ -54,7 +63,9 @@ impl Backend for MemoryBackend {
 
     fn commit(&mut self, _sets: &[WriteSet]) -> Result<(), StoreError> {
         if let Some(gate) = &self.gate {
-            let _ = gate.lock().unwrap_or_else(PoisonError::into_inner).recv();
+            let gate = gate.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = gate.entered.send(());
+            let _ = gate.open.recv();
         }
         std::thread::sleep(self.delay);
         if self.failing {

@@ -176,34 +176,85 @@ async fn applied_writes_reach_the_data_file_in_batches_of_the_backend_batch_limi
     assert_eq!(seen(), 2, "a clean stop commits what waits");
 }
 
+/// A node whose backend commits wait at a gate: the receiver says when a commit has begun,
+/// and the sender lets commits through (dropping it opens the gate for good).
+async fn start_gated(
+    commits: &Arc<std::sync::atomic::AtomicU64>,
+) -> (
+    Arc<Node>,
+    tempfile::TempDir,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    let backend =
+        MemoryBackend::new(Arc::clone(commits), Duration::ZERO).with_gate(entered_tx, open_rx);
+    let (node, dir) = start_batching(backend).await;
+    (node, dir, entered, open)
+}
+
+/// Waits until a backend commit has begun.
+async fn commit_begins(entered: std::sync::mpsc::Receiver<()>) -> std::sync::mpsc::Receiver<()> {
+    tokio::task::spawn_blocking(move || {
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a backend commit began");
+        entered
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_acknowledged_while_a_backend_commit_is_under_way() {
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (open_gate, gate) = std::sync::mpsc::channel();
-    let backend = MemoryBackend::new(Arc::clone(&commits), Duration::ZERO).with_gate(gate);
-    let (node, _dir) = start_batching(backend).await;
-    // The tenth change starts a commit that cannot finish while the gate is shut. Were the
-    // commit on the apply path, the tenth write would never be acknowledged.
+    let (node, _dir, entered, open) = start_gated(&commits).await;
+    for i in 0..10 {
+        node.propose(put(i)).await.unwrap();
+    }
+    let _entered = commit_begins(entered).await;
+    // The commit of the first ten cannot finish while the gate is shut. Were it on the apply
+    // path, no write after the tenth would be acknowledged.
     let writes = async {
-        for i in 0..35 {
+        for i in 10..35 {
             node.propose(put(i)).await.unwrap();
         }
     };
     tokio::time::timeout(Duration::from_secs(30), writes)
         .await
         .expect("writes wait for the backend's commit");
-    assert_eq!(
-        commits.load(Ordering::Relaxed),
-        0,
-        "the commit still waits at the gate"
-    );
-    drop(open_gate);
+    assert_eq!(commits.load(Ordering::Relaxed), 0, "the commit still waits");
+    drop(open);
     node.shutdown().await;
     assert_eq!(
         commits.load(Ordering::Relaxed),
         2,
         "the held commit took the first ten; the other 25 went in one more"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_waits_for_the_backend_commit_under_way() {
+    let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (node, _dir, entered, open) = start_gated(&commits).await;
+    for i in 0..10 {
+        node.propose(put(i)).await.unwrap();
+    }
+    let _entered = commit_begins(entered).await;
+    // Nothing is queued now: the commit thread holds all ten. A flush (what a snapshot does
+    // before the log is purged behind it) must still not return before they are committed.
+    let shared = Arc::clone(&node.shared);
+    let flushing = tokio::task::spawn_blocking(move || shared.flush());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !flushing.is_finished(),
+        "a flush returned while a commit was under way"
+    );
+    drop(open);
+    flushing.await.unwrap().unwrap();
+    assert_eq!(commits.load(Ordering::Relaxed), 1);
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

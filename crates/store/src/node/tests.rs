@@ -176,44 +176,30 @@ async fn applied_writes_reach_the_data_file_in_batches_of_the_backend_batch_limi
     assert_eq!(seen(), 2, "a clean stop commits what waits");
 }
 
-/// A node whose backend commits wait at a gate: the receiver says when a commit has begun,
-/// and the sender lets commits through (dropping it opens the gate for good).
-async fn start_gated(
+/// A node whose backend commits wait at a gate, after ten writes whose commit has begun and
+/// is held there; the sender lets commits through (dropping it opens the gate for good).
+async fn start_with_a_held_commit(
     commits: &Arc<std::sync::atomic::AtomicU64>,
-) -> (
-    Arc<Node>,
-    tempfile::TempDir,
-    std::sync::mpsc::Receiver<()>,
-    std::sync::mpsc::Sender<()>,
-) {
+) -> (Arc<Node>, tempfile::TempDir, std::sync::mpsc::Sender<()>) {
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let (open, open_rx) = std::sync::mpsc::channel();
     let backend =
         MemoryBackend::new(Arc::clone(commits), Duration::ZERO).with_gate(entered_tx, open_rx);
     let (node, dir) = start_batching(backend).await;
-    (node, dir, entered, open)
-}
-
-/// Waits until a backend commit has begun.
-async fn commit_begins(entered: std::sync::mpsc::Receiver<()>) -> std::sync::mpsc::Receiver<()> {
-    tokio::task::spawn_blocking(move || {
-        entered
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a backend commit began");
-        entered
-    })
-    .await
-    .unwrap()
+    for i in 0..10 {
+        node.propose(put(i)).await.unwrap();
+    }
+    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("a backend commit began");
+    (node, dir, open)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_acknowledged_while_a_backend_commit_is_under_way() {
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (node, _dir, entered, open) = start_gated(&commits).await;
-    for i in 0..10 {
-        node.propose(put(i)).await.unwrap();
-    }
-    let _entered = commit_begins(entered).await;
+    let (node, _dir, open) = start_with_a_held_commit(&commits).await;
     // The commit of the first ten cannot finish while the gate is shut. Were it on the apply
     // path, no write after the tenth would be acknowledged.
     let writes = async {
@@ -237,11 +223,7 @@ async fn writes_are_acknowledged_while_a_backend_commit_is_under_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_waits_for_the_backend_commit_under_way() {
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (node, _dir, entered, open) = start_gated(&commits).await;
-    for i in 0..10 {
-        node.propose(put(i)).await.unwrap();
-    }
-    let _entered = commit_begins(entered).await;
+    let (node, _dir, open) = start_with_a_held_commit(&commits).await;
     // Nothing is queued now: the commit thread holds all ten. A flush (what a snapshot does
     // before the log is purged behind it) must still not return before they are committed.
     let shared = Arc::clone(&node.shared);
